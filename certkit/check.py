@@ -17,7 +17,7 @@ from certkit.errors import CertkitError, PassphraseRequired, WrongPassphrase
 from certkit.keys import key_damage, pem_damage
 from certkit.signatures import self_signed
 from certkit.store import CERT_FILE, CONFIG_FILE, INVENTORY_FILE, PARENTS_FILE, CADirectory, Passphrase
-from certkit.text import dated, time_left
+from certkit.time_words import dated, time_left
 from certkit.vocabulary import absent_text
 
 Level = Literal["ok", "warning", "error"]

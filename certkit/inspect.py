@@ -19,7 +19,8 @@ from certkit.material import Material, UnreadableFile, load_material  # noqa: F4
 from certkit.paths import check_path_argument
 from certkit.profiles import aware
 from certkit.signatures import self_signed
-from certkit.text import dated, described_dates, shown, time_left, time_until
+from certkit.text import shown
+from certkit.time_words import dated, described_dates, time_left, time_until
 from certkit.vocabulary import (
     colons,
     common_name,
@@ -210,7 +211,7 @@ def describe_certificate(cert: "x509.Certificate | IssuedCert | CA", *, now: dt.
     bc, nc = _ext(cert, x509.BasicConstraints), _ext(cert, x509.NameConstraints)
     is_ca = bool(bc and bc.value.ca)
     eku_list = _eku(eku) if eku else None
-    if now > not_after:  # in the words of certkit.text.dated, as verify, probe and serve say it
+    if now > not_after:  # in the words of certkit.time_words.dated, as verify, probe and serve say it
         status, days = "expired", (now - not_after).days
         validity_text = f"expired {dated(not_before, not_after, now)[0][1].partition(' UTC (')[2][:-1]}"
     elif now < not_before:

@@ -15,7 +15,8 @@ from certkit.anchors import PARTIAL_ANCHOR_NOTE
 from certkit.probe_alerts import _ALERTS, CLOSED, refusal, unclear  # noqa: F401 (refusal: for probe)
 from certkit.probe_http import AFTER_HANDSHAKE, MISDIRECTED_PROBLEM, POST_HANDSHAKE_AUTH, misdirected
 from certkit.sent_chain import ABOVE, GAP_NOTE, STRANGERS_NOTE
-from certkit.text import described_dates, shown
+from certkit.text import shown
+from certkit.time_words import described_dates
 from certkit.verify_names import final_dot_note
 from certkit.vocabulary import moment_text
 

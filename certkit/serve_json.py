@@ -16,7 +16,8 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from certkit.signatures import signed_by
-from certkit.text import dated, outside_dates, shown
+from certkit.text import shown
+from certkit.time_words import dated, outside_dates
 from certkit.vocabulary import colons, eku_names, iso, san_entries, serial_hex
 
 if TYPE_CHECKING:
@@ -112,7 +113,7 @@ def _parsed(moment: str) -> dt.datetime:
 
 
 def dated_rows(cert: "PeerIdentity") -> list[tuple[str, str]]:
-    """``cert``'s dates as rows (:func:`certkit.text.dated`): "expired ... (N days ago)" past its end."""
+    """``cert``'s dates as rows (:func:`certkit.time_words.dated`): "expired ... (N days ago)" past its end."""
     return dated(_parsed(cert.not_before) if cert.not_before else None, _parsed(cert.not_after))
 
 

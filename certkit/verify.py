@@ -72,7 +72,7 @@ class Verdict:
     name_ok: bool | None = None  # None when no name was given
     peer: bool = False  # a leaf with both serverAuth and clientAuth (certkit issue-peer): usable on either side
     notes: list[str] = field(default_factory=list)  # plain sentences about the input that do not decide the verdict
-    not_before: dt.datetime | None = None  # for the words of its dates (text.dated); --json keeps not_after alone
+    not_before: dt.datetime | None = None  # for the words of its dates (time_words.dated); --json keeps not_after alone
     purposes: dict | None = None  # purpose "peer": each side's verdict (certkit.verify_peer)
 
     def to_dict(self) -> dict:

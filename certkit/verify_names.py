@@ -14,7 +14,8 @@ import unicodedata
 from certkit.errors import CertkitError
 from certkit.names_notation import host_in_notation, refuse_surrounding_space
 from certkit.san_identities import python_idna_note
-from certkit.text import dated, shown
+from certkit.text import shown
+from certkit.time_words import dated
 
 
 def cn_text(name) -> str:
@@ -406,7 +407,7 @@ def _above(path: list, now: dt.datetime) -> list[str]:
 
 
 def _date_problem(cert, who: str, now: dt.datetime) -> str | None:
-    # the moment to the second, as inspect, probe and serve say it (certkit.text.dated): "expired on 2026-11-24
+    # the moment to the second, as inspect, probe and serve say it (certkit.time_words.dated): "expired on 2026-11-24
     # 10:00:00 UTC (10 days ago)", "not valid before 2026-12-09 10:00:00 UTC (in 5 days)"
     rows = dict(dated(cert.not_valid_before_utc, cert.not_valid_after_utc, now))
     if "expired" in rows:

@@ -73,7 +73,8 @@ def verify(cert, purpose, name, ca_file, untrusted, ca_dir, as_json):
       certkit verify fullchain.pem --purpose server --ca-file root.pem
       certkit verify cert.pem --purpose client --untrusted chain.pem --json
     """
-    from certkit.text import cut_long_lines, dated, shown
+    from certkit.text import cut_long_lines, shown
+    from certkit.time_words import dated
     from certkit.verify import verify_path
 
     if purpose is None:  # in one line (click's own says the choices on lines of their own)

@@ -308,7 +308,8 @@ def _check_server_certificate(cert_file: Path, chain_pem: bytes, ca_dir: Path | 
     from certkit.der_input import refuse_unread_extensions
     from certkit.errors import CertkitError
     from certkit.handshake_keys import tls_feature_note, unusable_leaf_key
-    from certkit.text import outside_dates, shown
+    from certkit.text import shown
+    from certkit.time_words import outside_dates
     from certkit.verify_purpose import purpose_problem
     from certkit.withdrawals import out_of_dates_advice
 

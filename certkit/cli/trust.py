@@ -163,7 +163,8 @@ def _in_order(results):
 
 
 def _show(results, anchor, action: str, as_json: bool, notes: list[str], warnings: list[str]) -> None:
-    from certkit.text import ends, shown
+    from certkit.text import shown
+    from certkit.time_words import ends
 
     results = _in_order(results)
     data = {"action": action, "ca": anchor.summary() if anchor else None,

@@ -35,7 +35,8 @@ import os
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from pathlib import Path
 
-from certkit.text import dated, shown, time_left
+from certkit.text import shown
+from certkit.time_words import dated, time_left
 from certkit.trust.anchor import Anchor, describe_scope
 from certkit.trust.java import JAVA_STOREPASS, JavaStore, java_stores
 from certkit.trust.nss import NSS_PACKAGES, NSS_TRUST, NSSStore, nss_stores
@@ -400,7 +401,7 @@ def _expiry(what: str, not_after: dt.datetime, now: dt.datetime, not_before: dt.
         return [f"{what} is not valid before {not_before:%Y-%m-%d %H:%M} UTC; until then {who} reject everything it "
                 f"signs{java_too} (check the clock of this machine and of the one that "
                 "created the CA)."]
-    # to the second, as verify, inspect and probe say it (certkit.text.dated): "... UTC (10 days ago)"
+    # to the second, as verify, inspect and probe say it (certkit.time_words.dated): "... UTC (10 days ago)"
     ended = dict(dated(None, not_after, now)).get("expired", f"{not_after:%Y-%m-%d %H:%M:%S} UTC")
     if not_after <= now and java:
         return [f"{what} expired on {ended}; {_EXPIRED_ROOT} ({java}): take it out ({out})."]
