@@ -7,8 +7,10 @@ the same inventory and revoked through the same CRL as everything else.
 - :mod:`~certkit.acme.problems`: RFC 7807 problem documents with the ACME error types;
 - :mod:`~certkit.acme.jws`: JWS/JWK verification (josepy, plus EdDSA), nonces' rules;
 - :mod:`~certkit.acme.state`: accounts, orders, authorizations, challenges and nonces
-  in the CA's inventory database (all SQL lives there, but the tables');
-- :mod:`~certkit.acme.records`: the records it reads back (account, order, authorization, challenge);
+  in the CA's inventory database (all SQL lives there, but the tables', and finalization's
+  and delivered certificates' in :mod:`~certkit.acme.state_finalize`, which it inherits);
+- :mod:`~certkit.acme.records`: the records it reads back (account, order, authorization, challenge),
+  their timestamps and identifiers;
 - :mod:`~certkit.acme.schema`: the tables, created (and brought up to date) when a server starts;
 - :mod:`~certkit.acme.db`: the one adapter to the inventory's database connection;
 - :mod:`~certkit.acme.issue`: the one adapter to certkit's issuing;

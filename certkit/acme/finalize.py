@@ -28,7 +28,8 @@ from typing import TYPE_CHECKING
 from certkit.acme import jws
 from certkit.acme.issue import IssuedChain, NothingIssued, check_csr, issue_for_order
 from certkit.acme.problems import Problem
-from certkit.acme.state import AcmeState, Order, now_iso
+from certkit.acme.records import now_iso
+from certkit.acme.state import AcmeState, Order
 from certkit.errors import CertkitError
 from certkit.text import shown
 
@@ -120,7 +121,7 @@ class Finalizer:
     def _settle_undelivered(self) -> None:
         """Abandon the pending rows of certificates never delivered: those no order holds (an order that does
         hold one, its write having succeeded after all, makes it valid)."""
-        from certkit.acme.state import delivered_serials
+        from certkit.acme.state_finalize import delivered_serials
 
         with self._lock:
             serials = sorted(self._undelivered)

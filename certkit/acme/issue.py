@@ -14,7 +14,7 @@ was settled while its certificate was being issued (``store`` finds it no
 longer processing) gets no certificate, and the row is abandoned at once:
 never a valid certificate that nobody can fetch. The reverse holds too: a row
 left pending by a server killed after ``store`` is settled valid, since its
-order holds the certificate (:func:`certkit.acme.state.delivered_serials`),
+order holds the certificate (:func:`certkit.acme.state_finalize.delivered_serials`),
 never abandoned while a client can fetch it.
 
 A refusal or failure before anything was delivered is a :class:`NothingIssued`

@@ -1,15 +1,28 @@
 """The ACME state's records (:class:`Account`, :class:`Order`, :class:`Authorization`,
 :class:`Challenge`), :func:`is_id`: whether a client's string could name one, and :func:`gone`: whether the
-process working on a row (finalizing an order, validating a challenge) is certainly dead."""
+process working on a row (finalizing an order, validating a challenge) is certainly dead; :func:`now_iso` and
+:func:`new_id`: the timestamps and identifiers the rows hold."""
 
 from __future__ import annotations
 
 import datetime as dt
 import re
+import secrets
 from dataclasses import dataclass, field
 
-# An identifier this server makes (certkit.acme.state.new_id: 128 bits, base64url), in a URL pattern.
+from certkit.vocabulary import iso
+
+# An identifier this server makes (new_id: 128 bits, base64url), in a URL pattern.
 ID = "[A-Za-z0-9_-]{1,64}"
+
+
+def now_iso() -> str:
+    return iso(dt.datetime.now(dt.UTC))
+
+
+def new_id() -> str:
+    """A random identifier for URLs (128 bits, base64url)."""
+    return secrets.token_urlsafe(16)
 
 
 @dataclass

@@ -1,7 +1,8 @@
 """ACME state in the CA's inventory database: accounts, orders, authorizations, challenges, nonces.
 
 Every SQL statement of the ACME server is in this module, behind methods of
-:class:`AcmeState` (the tables, and their creation, are in
+:class:`AcmeState` (those of finalization and delivered certificates in
+:mod:`certkit.acme.state_finalize`, which it inherits; the tables, and their creation, are in
 :mod:`certkit.acme.schema`); each method is one transaction (through
 :mod:`certkit.acme.db`), so a restart loses nothing that a client was told.
 
@@ -45,28 +46,20 @@ from collections.abc import Sequence
 
 from certkit.acme.db import Database
 from certkit.acme.nonces import Nonces
-from certkit.acme.records import Account, Authorization, Challenge, Order, gone
+from certkit.acme.records import Account, Authorization, Challenge, Order, gone, new_id, now_iso
 from certkit.acme.schema import SCHEMA, create_tables  # noqa: F401 (SCHEMA: importable from here, as it was)
+from certkit.acme.state_finalize import FinalizingState
 from certkit.vocabulary import iso
 
 # How long a client has to complete an order (Boulder: 7 days); a nonce's: certkit.acme.nonces.
 ORDER_LIFETIME = dt.timedelta(days=7)
 
 
-def now_iso() -> str:
-    return iso(dt.datetime.now(dt.UTC))
-
-
-def new_id() -> str:
-    """A random identifier for URLs (128 bits, base64url)."""
-    return secrets.token_urlsafe(16)
-
-
 def _loads(text: str | None):
     return json.loads(text) if text else None
 
 
-class AcmeState:
+class AcmeState(FinalizingState):
     """The ACME server's records, one transaction per method."""
 
     def __init__(self, db: Database) -> None:
@@ -387,114 +380,8 @@ class AcmeState:
                 "SELECT c.id, a.account_id FROM acme_challenges AS c JOIN acme_authorizations AS a"
                 " ON a.id = c.authz_id WHERE c.status = 'processing' AND c.validator = ?", (self.me,))]
 
-    # --- finalization and certificates ---------------------------------------------------
-    def begin_finalize(self, order_id: str) -> bool:
-        """ready -> processing, naming this process its finalizer; True for exactly one caller, who
-        then issues."""
-        now = now_iso()
-        with self.db.write() as conn:
-            return conn.execute("UPDATE acme_orders SET status = 'processing', finalizer = ?, updated_at = ?"
-                                " WHERE id = ? AND status = 'ready' AND expires > ?",
-                                (self.me, now, order_id, now)).rowcount == 1
-
-    def complete_order(self, order_id: str, serial: str, chain_pem: str) -> bool:
-        """processing -> valid with its certificate; False (nothing changed) if the order is no
-        longer processing by this process: it was settled meanwhile, and the certificate must not
-        be handed out."""
-        with self.db.write() as conn:
-            return conn.execute(
-                "UPDATE acme_orders SET status = 'valid', certificate_serial = ?, certificate_chain = ?,"
-                " updated_at = ?, finalizer = NULL WHERE id = ? AND status = 'processing' AND finalizer = ?",
-                (serial, chain_pem, now_iso(), order_id, self.me)).rowcount == 1
-
-    def fail_order(self, order_id: str, error: dict) -> None:
-        with self.db.write() as conn:
-            conn.execute("UPDATE acme_orders SET status = 'invalid', error = ?, updated_at = ?, finalizer = NULL"
-                         " WHERE id = ? AND status = 'processing' AND finalizer = ?",
-                         (json.dumps(error), now_iso(), order_id, self.me))
-
-    def release_order(self, order_id: str) -> None:
-        """processing -> ready again: this process's finalize of it failed before anything was
-        recorded or delivered (a busy inventory, a refused key), so the client may finalize again."""
-        with self.db.write() as conn:
-            conn.execute("UPDATE acme_orders SET status = 'ready', error = NULL, updated_at = ?, finalizer = NULL"
-                         " WHERE id = ? AND status = 'processing' AND finalizer = ?", (now_iso(), order_id, self.me))
-
-    def abandon_interrupted(self) -> int:
-        """Orders whose finalizing process died (a server stopped or killed while issuing): invalid,
-        so their clients order again. Orders another live server is issuing for are left to it, as
-        are those of a server on another host (only that host can tell whether it lives; ``purge``
-        settles them once they have expired)."""
-        error = {"type": "urn:ietf:params:acme:error:serverInternal",
-                 "detail": "The server stopped while issuing this order's certificate; place a new order.",
-                 "status": 500}
-        with self.db.write() as conn:
-            rows = conn.execute("SELECT id, finalizer FROM acme_orders WHERE status = 'processing'"
-                                " FOR UPDATE SKIP LOCKED").fetchall()
-            dead = [order_id for order_id, finalizer in rows if gone(finalizer)]
-            for order_id in dead:
-                conn.execute("UPDATE acme_orders SET status = 'invalid', error = ?, updated_at = ?, finalizer = NULL"
-                             " WHERE id = ? AND status = 'processing'", (json.dumps(error), now_iso(), order_id))
-        return len(dead)
-
-    def certificate(self, serial: str) -> tuple[str, str] | None:
-        """(chain PEM, owning account id) of a certificate issued through ACME."""
-        with self.db.read() as conn:
-            row = conn.execute("SELECT certificate_chain, account_id FROM acme_orders WHERE certificate_serial = ?"
-                               " AND status = 'valid'", (serial,)).fetchone()
-        return (row[0], row[1]) if row else None
-
-    def certificate_of_key(self, key_der: bytes) -> tuple[str, str, str] | None:
-        """(serial, kind, status) of a certificate of the CA's inventory (valid, pending or
-        revoked: every one whose key may be in someone's hands) whose public key is ``key_der``
-        (SubjectPublicKeyInfo DER); None if there is none."""
-        from certkit.errors import CertkitError
-        from certkit.inventory.rows import load_der
-        from certkit.keys import public_key_der
-
-        # The key's DER is in the certificate's DER as it is: the database finds the rows holding it
-        # (a byte search in C, not a parse of every certificate), and only those are read and checked.
-        holds = "instr(der, ?) > 0" if self.db.inventory.db.dialect == "sqlite" else "position(? in der) > 0"
-        with self.db.read() as conn:
-            rows = conn.execute("SELECT serial, der, kind, status FROM certificates"
-                                f" WHERE status IN ('valid', 'pending', 'revoked') AND {holds}", (key_der,)).fetchall()
-        for serial, der, kind, status in rows:
-            try:
-                if public_key_der(load_der(serial, der).public_key()) == key_der:
-                    return serial, kind, status
-            except CertkitError:
-                continue  # a damaged row: certkit check names it
-        return None
-
-    def authorized(self, account_id: str, identifiers: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
-        """Which of ``identifiers`` ((type, value) pairs) the account holds a valid, unexpired
-        authorization for (RFC 8555 7.6: such an account may revoke a certificate for them)."""
-        values = sorted({value for _kind, value in identifiers})
-        if not values:
-            return set()
-        with self.db.read() as conn:
-            rows = conn.execute(
-                "SELECT identifier_type, identifier_value FROM acme_authorizations WHERE account_id = ?"
-                f" AND identifier_value IN ({','.join('?' * len(values))}) AND status = 'valid' AND expires > ?",
-                (account_id, *values, now_iso())).fetchall()
-        return {(kind, value) for kind, value in rows} & set(identifiers)
-
 
 # An expired order is invalid with no error: its status and expires say what happened, and no
 # problem type fits (malformed, which older versions recorded, blamed a request that was fine).
 _EXPIRED_BEFORE = {"type": "urn:ietf:params:acme:error:malformed",
                    "detail": "The order expired before it was finalized.", "status": 400}
-
-
-def delivered_serials(tx, serials: Sequence[str]) -> set[str]:
-    """Which of ``serials`` (inventory rows of sink ``acme``) an order holds as its certificate, in
-    the inventory transaction ``tx``: delivered, since the client can fetch them. The inventory
-    settles a dead server's pending row by this (valid, not abandoned) when it was killed after the
-    order took the certificate but before the row was marked."""
-    from certkit.acme.schema import _columns
-
-    if not serials or "certificate_serial" not in _columns(tx, "acme_orders"):
-        return set()
-    marks = ",".join("?" * len(serials))
-    return {row[0] for row in tx.execute("SELECT certificate_serial FROM acme_orders WHERE status = 'valid'"
-                                         f" AND certificate_serial IN ({marks})", list(serials)).fetchall()}

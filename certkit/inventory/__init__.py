@@ -207,7 +207,7 @@ class Inventory:
         otherwise it stays pending, revocable, until its own host settles it: this host cannot
         look at that host's disk, and "abandoned" would claim its key was never stored.
         """
-        from certkit.acme.state import delivered_serials
+        from certkit.acme.state_finalize import delivered_serials
         from certkit.inventory.reconcile import holding, is_local, release_replaced, warn_unjudged, writer_alive
 
         with self.transaction() as tx:
