@@ -19,6 +19,7 @@ the same inventory and revoked through the same CRL as everything else.
 - :mod:`~certkit.acme.server`: :class:`AcmeService`, routing and JWS authentication of every request;
 - :mod:`~certkit.acme.resources`: what each RFC 8555 resource does (accounts, orders,
   authorizations, challenges, certificates, revocation);
+- :mod:`~certkit.acme.revoke`: revokeCert, and who may revoke a certificate;
 - :mod:`~certkit.acme.finalize`: finalizing an order, and what a busy database left to write;
 - :mod:`~certkit.acme.validation`: challenge validation in worker threads;
 - :mod:`~certkit.acme.response`: a response before any socket, and the media types;
