@@ -6,6 +6,7 @@ the same inventory and revoked through the same CRL as everything else.
 
 - :mod:`~certkit.acme.problems`: RFC 7807 problem documents with the ACME error types;
 - :mod:`~certkit.acme.jws`: JWS/JWK verification (josepy, plus EdDSA), nonces' rules;
+- :mod:`~certkit.acme.jws_nested`: the nested JWS of a key change and of an external account binding;
 - :mod:`~certkit.acme.state`: accounts, orders, authorizations, challenges and nonces
   in the CA's inventory database (all SQL lives there, but the tables', and finalization's
   and delivered certificates' in :mod:`~certkit.acme.state_finalize`, which it inherits);

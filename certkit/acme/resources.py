@@ -17,7 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from certkit.acme import challenges, jws
+from certkit.acme import challenges, jws, jws_nested
 from certkit.acme.fields import account_deactivation, check_booleans, deactivation
 from certkit.acme.finalize import Finalizer, refuse_certificate_key, refuse_not_ready
 from certkit.acme.problems import Problem
@@ -104,7 +104,7 @@ class Resources:
         check_booleans(payload, "onlyReturnExisting", "termsOfServiceAgreed")
         self._contact_shape(payload.get("contact", []))  # whatever the answer: a field of the wrong type is said
         if payload.get("externalAccountBinding") is not None:  # even where no binding is needed (RFC 8555 7.3.4)
-            jws.eab_kid(payload["externalAccountBinding"])
+            jws_nested.eab_kid(payload["externalAccountBinding"])
         thumb = jws.thumbprint(jwk)
         existing = self.state.account_by_thumbprint(thumb)
         only_existing = payload.get("onlyReturnExisting", False)
@@ -143,11 +143,11 @@ class Resources:
         if binding is None:
             raise Problem("externalAccountRequired", "This server registers only enrolled clients: send an "
                                                      "externalAccountBinding (EAB key id and HMAC key).")
-        eab_kid = jws.eab_kid(binding)
+        eab_kid = jws_nested.eab_kid(binding)
         key = self.config.eab.get(eab_kid) if eab_kid is not None else None
         if key is None:
             raise Problem("unauthorized", "The externalAccountBinding names an unknown key identifier.")
-        jws.verify_eab(binding, jwk, f"{base}/acme/new-account", eab_kid, key)
+        jws_nested.verify_eab(binding, jwk, f"{base}/acme/new-account", eab_kid, key)
         return eab_kid
 
     @staticmethod
@@ -227,7 +227,7 @@ class Resources:
     def key_change(self, request: Request) -> Response:
         account, base = request.account, request.base
         account_url = f"{base}/acme/acct/{account.id}"
-        new_key = jws.verify_key_change(request.payload, request.signed, account_url, request.jwk)
+        new_key = jws_nested.verify_key_change(request.payload, request.signed, account_url, request.jwk)
         refuse_certificate_key(self.state, new_key, self.ca)
         outcome, holder = self.state.change_key(account.id, account.thumbprint, jws.thumbprint(new_key),
                                                 jws.jwk_json(new_key))
