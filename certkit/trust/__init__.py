@@ -17,7 +17,8 @@ acts on them; each concern has its own module:
   profile; ``certutil``, and why it failed: :mod:`~certkit.trust.nss_failures`; where a user's databases
   are: :mod:`~certkit.trust.nss_places`;
   which certificate each of their entries holds: :mod:`~certkit.trust.nss_entries`) and
-  :mod:`~certkit.trust.java` (a JDK's ``cacerts``; ``keytool``; which keystore its programs read, given their
+  :mod:`~certkit.trust.java` (a JDK's ``cacerts``; ``keytool``; which JDKs are found:
+  :mod:`~certkit.trust.java_homes`; which keystore its programs read, given their
   environment: :mod:`~certkit.trust.java_env`).
 - :mod:`~certkit.trust.platforms`: on macOS and Windows certkit edits no store;
   :func:`manual_steps` gives the exact commands instead.
@@ -38,7 +39,8 @@ from pathlib import Path
 from certkit.text import shown
 from certkit.time_words import dated, time_left
 from certkit.trust.anchor import Anchor, describe_scope
-from certkit.trust.java import JAVA_STOREPASS, JavaStore, java_stores
+from certkit.trust.java import JAVA_STOREPASS, JavaStore
+from certkit.trust.java_homes import java_stores
 from certkit.trust.nss import NSS_PACKAGES, NSS_TRUST, NSSStore, nss_stores
 from certkit.trust.platforms import manual_steps, platform_name
 from certkit.trust.store import Found, Store, StoreResult, StoreState, TrustError
