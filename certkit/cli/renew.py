@@ -107,6 +107,7 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, exp
       certkit renew --install-timer --expiring 30d --passphrase-file /etc/certkit/passphrase
     """
     from certkit.cli import fleet as cli_fleet
+    from certkit.cli.fleet_argv import timer_argv
 
     _refuse_mixed_options(certificate, out, force, rekey, key_type, expiring, renew_all, kind, pattern, install_timer,
                           remove_timer, cron, unit_dir, timer_name, include_expired)
@@ -125,8 +126,8 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, exp
     said = _say_a_host_in_notation(pattern, ca_dir) if pattern is not None else []  # and in --json's "notes"
     if install_timer:
         _refuse_a_timer_that_renews_everything(renew_all, expiring, days, kind)
-        argv = cli_fleet.timer_argv(expiring, renew_all, kind, pattern, rekey, key_type, days, p12_password_file,
-                                    include_expired=include_expired, **hooks)
+        argv = timer_argv(expiring, renew_all, kind, pattern, rekey, key_type, days, p12_password_file,
+                          include_expired=include_expired, **hooks)
         _refuse_days_none_may_have(days, kind, ca_dir, "nothing was installed")
         return cli_fleet.timer(True, renew_argv=argv, said=said, **schedule)
     if expiring is not None or renew_all:
