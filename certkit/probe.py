@@ -27,9 +27,10 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from certkit.anchors import missing_issuer, pinned, recorded_cas, withdrawn
+from certkit.probe_alerts import refusal
 from certkit.probe_client import ClientFiles, client_description, client_key, foreign  # noqa: F401
 from certkit.probe_http import ProbeError, Target, not_tls, parse_url, unreadable_chain  # noqa: F401
-from certkit.probe_report import PINNED_IN, refusal, render, server_side, with_verdict, without_verdict  # noqa: F401
+from certkit.probe_report import PINNED_IN, render, server_side  # noqa: F401 (render: for cli/inspect)
 from certkit.probe_staple import staple_verdict
 from certkit.pyossl import (
     CERT_REQUEST_STATE,

@@ -43,7 +43,7 @@ def test_a_client_of_the_second_client_ca_is_told_revocation_was_not_checked(lab
 
 # --- 2. probe's words about a CA certificate given as a client's -------------------------------------------------
 def test_probe_says_openssl_takes_a_ca_certificate_as_a_client_certificate() -> None:
-    from certkit.probe_report import _lax_purpose, _no_client_auth
+    from certkit.probe_client_verdict import _lax_purpose, _no_client_auth
 
     result = SimpleNamespace(client_eku=["clientAuth"], client_openssl_purpose=None,
                              client_purpose="this is a CA certificate: it signs certificates and is not a TLS "

@@ -106,7 +106,8 @@ def test_probe_does_not_blame_a_crl_when_a_certificate_of_the_chain_has_expired(
     """regress19: the 'certificate expired' alert is said to be the server's CRL only when every certificate of the
     client's chain is in date (an expired intermediate beside an in-date leaf is the certificate's fault)."""
     from certkit.probe import ProbeResult, Target
-    from certkit.probe_report import _ALERTS, _crl_cause
+    from certkit.probe_alerts import _ALERTS
+    from certkit.probe_client_verdict import _crl_cause
 
     refused = f"tls alert certificate expired: {_ALERTS['certificate expired']}"
     result = ProbeResult("https://h/", Target("h", 443, "/"), "the CA")

@@ -219,7 +219,8 @@ def probe(url, ca_file, ca_dir, cert_file, key_file, bundle, timeout, as_json):
     """
     from certkit.probe import ClientFiles, render
     from certkit.probe import probe as run_probe
-    from certkit.probe_report import client_problem, server_problem
+    from certkit.probe_client_verdict import client_problem
+    from certkit.probe_report import server_problem
 
     if ca_file is not None and ca_dir is not None:
         raise click.UsageError("Give either --ca-file or --ca-dir, not both.")
