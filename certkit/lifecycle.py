@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit.constants import CERT_FILE, MAX_CERT_FILE_BYTES
+from certkit.crl_file import check_crl_target, crl_bytes, write_crl  # noqa: F401 (certkit crl imports them here)
 from certkit.errors import CertkitError, UnknownCertificate, UnreadableFile
 from certkit.files import is_regular_file
 from certkit.folder_record import (
@@ -25,7 +26,6 @@ from certkit.folder_record import (
 )
 from certkit.formats.reading import output_file_certificates
 from certkit.names import _show  # a name's text as names' messages show it (no URL's password)
-from certkit.revocation import check_crl_target, crl_bytes, write_crl  # noqa: F401 (certkit crl imports them here)
 from certkit.text import shown
 from certkit.vocabulary import normalize_serial, serial_digits, serial_hex
 

@@ -83,10 +83,11 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
     from cryptography import x509
 
     from certkit.cli.common import warn
+    from certkit.crl_file import check_published
     from certkit.errors import OutputExists
     from certkit.formats.recorded import refuse_a_recorded_file
     from certkit.lifecycle import check_crl_target, crl_bytes, write_crl
-    from certkit.revocation import check_can_sign_crl, check_published, sign_crl
+    from certkit.revocation import check_can_sign_crl, sign_crl
 
     out = file_out(out, "a CRL is one file", "crl.der" if der else "crl.pem")
     if out is None:
@@ -121,8 +122,7 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
     number = revocation_list.extensions.get_extension_for_class(x509.CRLNumber).value.crl_number
     info = {
         "crl_number": number, "issuer": ca.cert.subject.rfc4514_string(),
-        "this_update": iso(revocation_list.last_update_utc),
-        "next_update": iso(revocation_list.next_update_utc),
+        "this_update": iso(revocation_list.last_update_utc), "next_update": iso(revocation_list.next_update_utc),
         "revoked": len(revocation_list), "format": "DER" if der else "PEM",
         "sha256": _sha256(data_bytes),
     }
@@ -142,7 +142,7 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
 
 def _stopped_crl(out: Path, signed: list[tuple[int, bytes]]) -> str | None:
     """What a crl stopped by a signal left at ``out``: its CRL in place (the rename done just before), or not."""
-    from certkit.revocation import placed_crl
+    from certkit.crl_file import placed_crl
     from certkit.text import shown
 
     if not signed:
