@@ -42,7 +42,7 @@ def test_the_partial_anchor_sentence_matches_this_python(tmp_path):
 
 @pytest.mark.parametrize("alert", ["bad certificate", "certificate unknown"])
 def test_a_refusal_worded_otherwise_gets_the_known_expiry(alert):
-    from certkit.serve import client_refusal
+    from certkit.serve_handshake import client_refusal
 
     expired = SimpleNamespace(certificate=SimpleNamespace(not_after="2020-01-01T00:00:00Z",
                                                          not_before="2019-01-01T00:00:00Z"))
