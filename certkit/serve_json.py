@@ -178,8 +178,6 @@ def as_json(visit: "Visit", server: "ServerFacts") -> dict:
     data["server_certificate"] = {**certificate_json(cert), "withdrawn": server.withdrawn()} if cert else None
     data["client_ca"] = server.client_ca
     # what this server did not check of the client's certificate: its revocation, for another CA's clients
-    from certkit.serve_page import unchecked_line
-
     data["supplied_by_server"] = list(visit.supplied)  # intermediate CAs the client did not send: serve supplied them
     line = unchecked_line(server, visit) if visit.client is not None else None
     data["not_checked"] = [] if line is None else [f"revocation: {line.removeprefix('not checked for revocation: ')}"]
