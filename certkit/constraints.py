@@ -358,7 +358,7 @@ def check_client_common_name(constraints: Sequence["x509.NameConstraints"], cn: 
             f"this certificate; {fix}, such as 'Alice Smith' "
             "(docs/two-tier-pki.md)."
         )
-        if inside and library_fix:  # the command line says its own option (certkit.cli.common.cli_message)
+        if inside and library_fix:  # the command line says its own option (certkit.cli.failures.cli_message)
             error.cli_words = (library_fix, cli_fix)
         raise error
 

@@ -40,14 +40,13 @@ from certkit.pyossl import drain_rejected
 from certkit.sent_chain import refuse_server_chain
 from certkit.serve_handshake import HANDSHAKE_TIMEOUT, _handshake, _handshake_failure
 from certkit.serve_json import (  # noqa: F401 (serve's public names)
-    InventoryRevocations,
-    InventoryVerdict,
     PeerIdentity,
     answer_format,
     peer_identity,
     plain_http_answer,
 )
 from certkit.serve_optional import OptionalContext  # noqa: F401 (serve's public names)
+from certkit.serve_revocations import InventoryRevocations, InventoryVerdict  # noqa: F401 (serve's public names)
 from certkit.text import cut_long_words, quoted, received, shown
 from certkit.tlscheck import new_context, reason_of
 from certkit.verify_names import dates_above

@@ -189,7 +189,8 @@ def _issue_and_listen(ca_dir: Path | None, passphrase_file: Path | None, names: 
 def _announce(server, host: str, names: list[str], cert_file: Path | None, key_file: Path | None, ca_name: str,
               optional: bool, server_cert: dict, as_json: bool, client_ca_pem: bytes = b"") -> None:
     """Where the server listens, with which certificate, and whose client certificates it takes."""
-    from certkit.serve_json import client_ca_warning, client_cas, revocation_line, url_to_visit
+    from certkit.serve_json import client_ca_warning, client_cas, url_to_visit
+    from certkit.serve_revocations import revocation_line
 
     revocations, url = server.revocations, url_to_visit(server.url, host, server_cert.get("names", []))
     data = {"url": url, "host": host, "port": server.server_address[1],
