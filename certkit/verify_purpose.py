@@ -74,7 +74,7 @@ def _key_usage_problem(cert, purpose: str) -> str | None:
     cryptography's verifier does not look), in words; None when it has one, or has no keyUsage."""
     from cryptography import x509
 
-    from certkit.inspect import CLIENT_KEY_USAGES, SERVER_KEY_USAGES
+    from certkit.inspect_purpose import CLIENT_KEY_USAGES, SERVER_KEY_USAGES
     from certkit.vocabulary import key_usage_names
 
     try:
