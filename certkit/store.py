@@ -32,16 +32,16 @@ from certkit.atomic import new_folder, sweep_stale, write_new_file
 from certkit.ca_checks import check_directory_chain as _check_chain
 from certkit.ca_saving import after_saving
 from certkit.constants import MAX_CERT_FILE_BYTES
-from certkit.errors import CABroken, CAExists, CANotFound, CertkitError, PassphraseRequired, loads_json
+from certkit.errors import CABroken, CAExists, CANotFound, CertkitError, loads_json
 from certkit.files import read_limited
 from certkit.inventory import Inventory
-from certkit.key_encryption import is_encrypted, private_key_pem
-from certkit.keys import key_damage, load_private_key, public_key_der
+from certkit.key_encryption import private_key_pem
 from certkit.paths import check_lengths
 from certkit.store_inventory import bind, check_binding, check_inventory_file, record_ca_dir, record_saved_ca
+from certkit.store_key import load_ca_key
 from certkit.testhooks import pause_at
 from certkit.text import Secret, shown
-from certkit.vocabulary import absent_text, file_kind_text, serial_hex
+from certkit.vocabulary import file_kind_text, serial_hex
 
 if TYPE_CHECKING:
     from cryptography import x509
@@ -96,24 +96,6 @@ def utf8_path(path: Path, label: str) -> Path:
     return path
 
 
-def no_core_dumps() -> None:
-    """Keep the decrypted CA key out of core files (and away from same-user debuggers): no core
-    limit, and not dumpable (Linux prctl). Called once a CA key is in memory."""
-    try:
-        import resource
-
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    except (ImportError, ValueError, OSError):
-        pass
-    if sys.platform.startswith("linux"):
-        try:
-            import ctypes
-
-            ctypes.CDLL(None, use_errno=True).prctl(4, 0, 0, 0, 0)  # PR_SET_DUMPABLE = 4
-        except (OSError, AttributeError):
-            pass
-
-
 def _unreadable(exc: Exception, data: bytes | None = None) -> str:
     """Why a PEM file of the CA directory cannot be read, in words (not the parser's): what it holds
     instead of a certificate, when that can be told (a key and a certificate copied over each other)."""
@@ -125,15 +107,6 @@ def _unreadable(exc: Exception, data: bytes | None = None) -> str:
     if held is not None:
         return held
     return "it is not a complete PEM certificate (damaged or cut short?); restore it from a backup"
-
-
-def _secret_bytes(secret, what: str = "passphrase") -> bytes | None:
-    """A passphrase or PIN as the library may be given it (:func:`certkit.text.secret_bytes`), or None."""
-    if secret is None:
-        return None
-    from certkit.text import secret_bytes
-
-    return secret_bytes(secret, f"The {what}", "bytes, a str or a callable returning one")
 
 
 def resolve_ca_dir(path: str | Path | None = None, *, strict: bool = True) -> Path:
@@ -425,34 +398,7 @@ class CADirectory:
     def load_key(self, cert: "x509.Certificate", passphrase: Passphrase = None) -> tuple[object, list[str]]:
         """The CA's private key, checked against ``cert``, and warnings about its file. For a key in a
         PKCS#11 token, ``passphrase`` is the token's PIN and the key a :class:`certkit.pkcs11.TokenKey`."""
-        if self.key_uri is not None:
-            return self._load_token_key(cert, passphrase), []
-        if not self.key_path.is_file():
-            raise CABroken(f"The CA key {(k := self.key_path)} {absent_text(k)}; nothing can be issued without it.")
-        try:
-            data = read_limited(self.key_path, MAX_CERT_FILE_BYTES, what="CA key")
-        except CertkitError as exc:
-            raise CABroken(str(exc)) from None
-        warnings = self._key_mode_warnings(data)
-        damage = key_damage(data)
-        if damage is not None:  # said before any passphrase is asked: none opens a truncated key
-            raise CABroken(f"The CA key {self.key_path} is damaged: {damage}. Restore it from a backup; nothing "
-                           "can be issued without it.")
-        secret = None
-        if is_encrypted(data):
-            secret = _secret_bytes(passphrase() if callable(passphrase) else passphrase)
-            if secret is None:
-                raise PassphraseRequired(
-                    f"The CA key {self.key_path} is encrypted and no passphrase was given."
-                )
-        # trusted=True skips RSA's ~40 ms consistency check: the key is ours, and the
-        # comparison with the certificate below catches a swapped or damaged key.
-        key = load_private_key(data, secret, source=f"CA key {self.key_path}", trusted=True)
-        no_core_dumps()
-        if public_key_der(key.public_key()) != public_key_der(cert.public_key()):
-            raise CABroken(f"The CA key {self.key_path} does not belong to the CA certificate {self.cert_path}; "
-                           "restore the matching pair from a backup.")
-        return key, warnings
+        return load_ca_key(self, cert, passphrase)
 
     # --- the inventory, held and moved (certkit.store_inventory) ------------------------
     def hold_inventory(self) -> None:
@@ -468,33 +414,3 @@ class CADirectory:
         from certkit.store_inventory import move
 
         return move(self, url)
-
-    def _load_token_key(self, cert: "x509.Certificate", pin: Passphrase):
-        from certkit.pkcs11 import open_key
-
-        secret = _secret_bytes(pin() if callable(pin) else pin, "PIN")
-        if secret is None:
-            raise PassphraseRequired(f"The CA key is in a PKCS#11 token ({shown(self.key_uri)}) and no PIN was given.")
-        key = open_key(self.key_uri, self.config.get("pkcs11_module"), secret, expected=cert.public_key(),
-                       named_in=str(self.config_path))
-        no_core_dumps()  # the PIN stays in memory (a forked batch worker logs in again)
-        if public_key_der(key.public_key()) != public_key_der(cert.public_key()):
-            key.close()
-            raise CABroken(f"The token key {shown(self.key_uri)} does not belong to the CA certificate "
-                           f"{self.cert_path}; check the URI in {CONFIG_FILE}.")
-        return key
-
-    def _key_mode_warnings(self, data: bytes) -> list[str]:
-        """Refuse an unencrypted CA key that others can read; warn for an encrypted one (ssh's rule)."""
-        key_mode = self.key_path.stat().st_mode & 0o777
-        if not key_mode & 0o077:
-            return []
-        if not is_encrypted(data):
-            raise CABroken(
-                f"The CA key {self.key_path} is not encrypted and has mode {key_mode:04o}: others can read "
-                f"it and issue certificates your machines trust. Run: chmod 600 {self.key_path} "
-                "(and consider the key compromised if others could log in here)."
-            )
-        return [f"the CA key {self.key_path} has mode {key_mode:04o}; others can read it (it is encrypted). "
-                f"Run: chmod 600 {self.key_path}"]
-
