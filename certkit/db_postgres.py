@@ -13,7 +13,8 @@ terminal (:data:`password_prompt`); :func:`check_url` refuses every secret param
 (:data:`SECRET_PARAMETERS`), and :func:`shown_url` is how a message shows a URL.
 
 Connections are kept open between the transactions of one process, one at a time per thread, and
-never used by a forked child; one the server closed meanwhile is replaced (:meth:`PostgresDatabase._begin`).
+never used by a forked child (:mod:`certkit.db_postgres_pool`); one the server closed meanwhile is
+replaced (:meth:`PostgresDatabase._begin`).
 Moving an SQLite inventory here is :mod:`certkit.db_copy` (``copy_inventory`` is importable from here).
 """
 
@@ -21,14 +22,13 @@ from __future__ import annotations
 
 import os
 import re
-import threading
-import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager, suppress
+from contextlib import ExitStack, contextmanager
 from functools import lru_cache
 from typing import Any
 
 from certkit.db_copy import Copied, copy_inventory  # noqa: F401 (their names, kept importable from here)
+from certkit.db_postgres_pool import _close, _lost, checkin, checkout
 from certkit.db_url import (  # noqa: F401 (an inventory URL's rules, certkit.db_url's: importable from here)
     SCHEMES,
     SECRET_PARAMETERS,
@@ -42,7 +42,6 @@ from certkit.errors import InventoryError
 
 LOCK_TIMEOUT_S = 60.0  # as long as SQLite's busy timeout (certkit.db.BUSY_TIMEOUT_S)
 CONNECT_TIMEOUT_S = 10
-IDLE_CHECK_S = 10.0  # a connection idle longer than this is checked before use (the server may have closed it)
 CREATE_LOCK = 0x636B696E76  # the advisory lock held while an inventory's tables are created ("ckinv")
 # Text is UTF-8 whatever libpq was told ($PGCLIENTENCODING, the URL, the role; LATIN1 was a UnicodeEncodeError, and
 # SQL_ASCII gave bytes): the server converts; a new inventory goes only in a database of ENCODINGS_KEPT.
@@ -55,7 +54,6 @@ SESSION_TIMEOUT_MIN_S = 600
 # A role's or database's synchronous_commit = off made certkit's durable commits return before the server's disk had
 # them: a crash lost rows of certificates already delivered (unlisted, unrevocable); Inventory.sync synced nothing.
 ENCODINGS_KEPT = ("UTF8", "SQL_ASCII")  # database encodings that hold every name a certificate may carry
-_IDLE_KEPT = 4  # open connections kept per database and process (the ACME server's threads share them)
 # A host gone mid-transaction (suspended, powered off, cut off: no FIN) kept its locks until the OS gave up on it
 # (hours), failing every other host's writes after LOCK_TIMEOUT_S: both ends now give up within 20 s (keepalives, and
 # TCP_USER_TIMEOUT for what is not acknowledged). libpq's names; the server's are the same with "tcp_" before them.
@@ -101,24 +99,24 @@ class PostgresDatabase:
                 yield tx
         except psycopg.Error as exc:
             if tx is not None:
-                self._checkin(tx.conn)
+                checkin(self.url, tx.conn)
             raise self.error(exc) from None
         except Exception:
             if tx is not None:
-                self._checkin(tx.conn)
+                checkin(self.url, tx.conn)
             raise
         except BaseException:  # Ctrl-C or SIGTERM mid-statement: the connection's state is unknown
             if tx is not None:
                 _close(tx.conn)
             raise
-        self._checkin(tx.conn)
+        checkin(self.url, tx.conn)
 
     def _begin(self, stack: ExitStack, explicit: bool, readonly: bool, durable: bool) -> _PostgresTx:
         """A connection, its transaction begun (``explicit``): a kept one the server closed under
         its BEGIN is replaced by a new one once (nothing was sent on it that could have run)."""
         import psycopg
 
-        conn, kept = self._checkout()
+        conn, kept = checkout(self)
         if not explicit:  # its first statement is the one to run again (:meth:`_PostgresTx.execute`)
             return _PostgresTx(conn, self if kept else None)
         try:
@@ -247,41 +245,6 @@ class PostgresDatabase:
         if lacking:
             return f"does not let the role {shown(role)} write the inventory (it lacks {', '.join(lacking)})"
         return None
-
-    # --- connections -------------------------------------------------------------------
-    def _checkout(self) -> tuple[Any, bool]:
-        """A connection, and whether it was kept from an earlier transaction. A kept one the server
-        has written to since (its goodbye: a restart, an idle timeout), or idle for long, is tried first."""
-        key = (self.url, os.getpid())
-        while True:
-            with _POOL_LOCK:
-                idle = _IDLE.get(key)
-                conn = idle.pop() if idle else None
-            if conn is None:
-                return self._connect(), False
-            if conn.closed or conn.broken:
-                continue
-            if _readable(conn) or time.monotonic() - getattr(conn, "_certkit_idle_since", 0.0) > IDLE_CHECK_S:
-                try:
-                    conn.execute("SELECT 1")
-                except Exception:  # closed by the server (restart, idle timeout): take another
-                    _close(conn)
-                    continue
-            return conn, True
-
-    def _checkin(self, conn) -> None:
-        from psycopg import pq
-
-        if conn.closed or conn.broken or conn.info.transaction_status != pq.TransactionStatus.IDLE:
-            _close(conn)
-            return
-        conn._certkit_idle_since = time.monotonic()
-        with _POOL_LOCK:
-            idle = _IDLE.setdefault((self.url, os.getpid()), [])
-            if len(idle) < _IDLE_KEPT:
-                idle.append(conn)
-                return
-        _close(conn)
 
     def _connect(self):
         import psycopg
@@ -416,53 +379,8 @@ def _placeholders(sql: str) -> str:
     return "".join(out)
 
 
-# --- the connections of this process ---------------------------------------------------
-_POOL_LOCK = threading.Lock()
-_IDLE: dict[tuple[str, int], list] = {}
+# the passwords typed at the prompt, one per URL (certkit.db_postgres_pool holds the connections)
 _PASSWORDS: dict[str, str] = {}
-
-
-def close_idle(url: str | None = None) -> None:
-    """Close this process's idle connections (to ``url``, or all): a long-running caller that
-    has finished with a database (tests, a tool that visits many CAs)."""
-    with _POOL_LOCK:
-        keys = [k for k in _IDLE if k[1] == os.getpid() and (url is None or k[0] == url)]
-        conns = [conn for k in keys for conn in _IDLE.pop(k)]
-    for conn in conns:
-        _close(conn)
-
-
-def _close(conn) -> None:
-    with suppress(Exception):
-        conn.close()
-
-
-def _forget_inherited() -> None:
-    """In a forked child: the parent's connections are the parent's. Closing them here would
-    send the server a goodbye on the parent's socket, so each socket is pointed at /dev/null
-    first (the parent's own copy stays open) and the objects are dropped."""
-    global _POOL_LOCK
-    _POOL_LOCK = threading.Lock()  # the parent may have held it at the fork
-    inherited = [conn for conns in _IDLE.values() for conn in conns]
-    _IDLE.clear()
-    if not inherited:
-        return
-    devnull = os.open(os.devnull, os.O_RDWR)
-    try:
-        for conn in inherited:
-            try:
-                os.dup2(devnull, conn.fileno())
-            except Exception:
-                pass
-    finally:
-        os.close(devnull)
-    _DETACHED.extend(inherited)  # never finalized while the process runs; their sockets go nowhere
-
-
-_DETACHED: list = []
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_forget_inherited)
-
 
 def _keepalives(url: str) -> dict[str, int]:
     """libpq's side of :data:`TCP_TIMEOUTS`, for what the URL does not set itself."""
@@ -480,20 +398,3 @@ def _keepalives(url: str) -> dict[str, int]:
 def _first_line(exc: Exception) -> str:
     text = str(exc).strip()
     return (text.splitlines()[0] if text else type(exc).__name__).rstrip(".")
-
-
-def _lost(conn) -> bool:
-    return bool(conn.closed or conn.broken)
-
-
-def _readable(conn) -> bool:
-    """Whether the server wrote to an idle connection: nothing is due on one but its goodbye (a
-    FATAL message, or the end of the stream), so this says cheaply (no round trip) that it is gone."""
-    import select
-
-    try:
-        poller = select.poll()
-        poller.register(conn.fileno(), select.POLLIN)
-        return bool(poller.poll(0))
-    except (OSError, ValueError, AttributeError):
-        return True  # unknown: tried with a statement

@@ -91,7 +91,7 @@ def started_postgres():
 @pytest.fixture
 def postgres_url(postgres_server, monkeypatch):
     """A fresh, empty database (its URL, without the password), with PGPASSFILE set for this test."""
-    from certkit.db_postgres import close_idle
+    from certkit.db_postgres_pool import close_idle
 
     for name, value in postgres_server.env().items():
         monkeypatch.setenv(name, value)

@@ -451,7 +451,7 @@ def test_tables_created_by_servers_starting_at_once(postgres_server, postgres_ur
     on a fresh database collided in its catalog and one failed. Eight at once, five fresh databases."""
     from certkit.acme.db import Database
     from certkit.acme.state import AcmeState
-    from certkit.db_postgres import close_idle
+    from certkit.db_postgres_pool import close_idle
     from certkit.inventory import Inventory
 
     for attempt in range(5):

@@ -132,7 +132,8 @@ def test_an_init_ca_that_loses_the_race_is_told_another_ca_took_it(tmp_path, pos
 
 @pytest.mark.parametrize("lock", [True, False])
 def test_creating_the_tables_after_another_ca_took_them_says_so(postgres_server, postgres_url, lock):
-    from certkit.db_postgres import PostgresDatabase, close_idle
+    from certkit.db_postgres import PostgresDatabase
+    from certkit.db_postgres_pool import close_idle
     from certkit.errors import InventoryError
     from certkit.inventory import schema
 

@@ -65,7 +65,7 @@ def _database(server, name: str, encoding: str) -> str:
 
 def test_text_goes_to_the_inventory_as_utf8_whatever_the_database_or_libpq_says(tmp_path: Path, postgres_server,
                                                                                   postgres_url) -> None:
-    from certkit.db_postgres import close_idle
+    from certkit.db_postgres_pool import close_idle
 
     tag = f"{os.getpid()}_{tmp_path.name[-6:]}".replace("-", "_")
     (tmp_path / "pass").write_text(PASSPHRASE + "\n")
@@ -143,7 +143,8 @@ def test_text_goes_to_the_inventory_as_utf8_whatever_the_database_or_libpq_says(
 # --- 2. a DBA's short statement_timeout ---------------------------------------------------------------------------
 def test_short_statement_and_idle_timeouts_of_the_database_do_not_end_certkits_work(tmp_path: Path, postgres_server,
                                                                                    postgres_url) -> None:
-    from certkit.db_postgres import PostgresDatabase, close_idle
+    from certkit.db_postgres import PostgresDatabase
+    from certkit.db_postgres_pool import close_idle
 
     name = postgres_url.rsplit("/", 1)[1]
     with postgres_server.connect() as conn:

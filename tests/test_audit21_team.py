@@ -103,7 +103,8 @@ def test_a_lock_waited_for_too_long_names_the_session_that_holds_it(tmp_path: Pa
     import subprocess
     import sys
 
-    from certkit.db_postgres import PostgresDatabase, close_idle
+    from certkit.db_postgres import PostgresDatabase
+    from certkit.db_postgres_pool import close_idle
     from certkit.errors import InventoryError
 
     database = postgres_url.rsplit("/", 1)[1]

@@ -65,7 +65,7 @@ def test_the_timer_insists_on_what_libpqs_variables_insist_on(tmp_path: Path) ->
     the shell does. Every connection variable of libpq's PQconndefaults but the password is carried."""
     from psycopg import pq
 
-    from certkit.db_postgres import close_idle
+    from certkit.db_postgres_pool import close_idle
     from certkit.fleet.timer_env import CARRIED_ENVIRONMENT
 
     from team_fixtures import started_postgres

@@ -24,7 +24,7 @@ def test_the_timer_carries_openssls_trusted_cas(tmp_path: Path) -> None:
     """The inventory's server is verified with sslrootcert=system and $SSL_CERT_FILE (a relative path) names the CA
     that issued its certificate: the crontab line now carries $SSL_CERT_FILE made absolute (and $SSL_CERT_DIR, each
     of its folders absolute), runs as cron runs it, and carries neither $PGPASSWORD nor the CA passphrase."""
-    from certkit.db_postgres import close_idle
+    from certkit.db_postgres_pool import close_idle
     from certkit.fleet.timer_env import CARRIED_ENVIRONMENT
 
     from team_fixtures import started_postgres

@@ -55,10 +55,11 @@ def test_a_kept_connection_closed_by_an_idle_timeout_is_replaced(postgres_server
     take a new connection and succeed. ``raced``: the server's goodbye is not seen before the
     connection is used (it closes it just then), so the transaction itself runs again."""
     import certkit.db_postgres as dbp
+    import certkit.db_postgres_pool as pool
 
     set_for_database(postgres_server, postgres_url, "idle_session_timeout = '1s'")
     if not readable_check:
-        monkeypatch.setattr(dbp, "_readable", lambda conn: False, raising=False)
+        monkeypatch.setattr(pool, "_readable", lambda conn: False)
     database = dbp.PostgresDatabase(postgres_url)
     with database.transaction(write=True) as tx:
         tx.execute("CREATE TABLE t (n integer)")
@@ -71,14 +72,15 @@ def test_a_kept_connection_closed_by_an_idle_timeout_is_replaced(postgres_server
             tx.execute("INSERT INTO t VALUES (?)", (n,))
     with database.transaction(readonly=True) as tx:
         assert tx.execute("SELECT count(*) FROM t").fetchone()[0] == 2
-    dbp.close_idle(postgres_url)
+    pool.close_idle(postgres_url)
 
 
 def test_a_restart_costs_nothing_once_it_is_over(postgres_server, postgres_url):
     """Several kept connections (threads), then a restart: every transaction after it succeeds."""
     import threading
 
-    from certkit.db_postgres import PostgresDatabase, close_idle
+    from certkit.db_postgres import PostgresDatabase
+    from certkit.db_postgres_pool import close_idle
 
     database = PostgresDatabase(postgres_url)
     barrier = threading.Barrier(3)
@@ -114,7 +116,8 @@ def test_bulk_renew_across_an_idle_timeout_renews_every_certificate(tmp_path, po
 
 
 def test_a_statement_timeout_is_said_as_one(postgres_url):
-    from certkit.db_postgres import PostgresDatabase, close_idle
+    from certkit.db_postgres import PostgresDatabase
+    from certkit.db_postgres_pool import close_idle
     from certkit.errors import InventoryError
 
     database = PostgresDatabase(postgres_url)
