@@ -237,7 +237,8 @@ def _to_a_labels(original: str, name: str) -> str:
     # a one-shot issuance should not pay for loading the IDNA tables.
     import idna  # IDNA2008 (RFC 5891) with UTS #46 mapping, not Python's IDNA2003 codec
 
-    from certkit.names_notation import idna_refusal, refuse_capital_sharp_s, refuse_invisible, refuse_other_digits
+    from certkit.names_idna import idna_refusal, refuse_capital_sharp_s, refuse_invisible
+    from certkit.names_notation import refuse_other_digits
 
     refuse_invisible(original)  # before UTS 46 drops some, certifying another name than the one given
     refuse_other_digits(original.strip())  # an address in another script's digits, where a name is asked for too
