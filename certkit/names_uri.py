@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 
 from certkit.errors import InvalidName
-from certkit.names import _URI_SCHEME, MAX_URI, Identity, _show, _try_ip, hide_user_info, parse_dns_name
+from certkit.names import _URI_SCHEME, MAX_URI, Identity, _show, _try_ip, hide_user_info
+from certkit.names_dns import parse_dns_name
 from certkit.names_notation import is_a_uri, refuse_a_typed_entry
 from certkit.text import unseen
 

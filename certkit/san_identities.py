@@ -7,6 +7,7 @@ import ipaddress
 import os
 
 from certkit import names as _names
+from certkit import names_dns as _names_dns
 from certkit.names import Identity
 
 
@@ -24,7 +25,7 @@ def identities_of(cert, kind: str) -> list[Identity]:
             out.append(Identity("dns", gn.value))
         elif isinstance(gn, x509.DNSName):
             out.append(_names.parse_host(gn.value) if kind in ("server", "peer")
-                       else _names.parse_dns_name(gn.value, allow_wildcard=False))
+                       else _names_dns.parse_dns_name(gn.value, allow_wildcard=False))
         elif isinstance(gn, x509.IPAddress):
             out.append(Identity("ip", str(gn.value)))
         elif isinstance(gn, x509.RFC822Name):
@@ -39,7 +40,7 @@ def _carried(name: str) -> bool:
     """Whether the DNS name ``name`` of a certificate being renewed is kept as certified though certkit refuses it
     today: a last label that is a number (0x7f000001, certified before certkit read it as an IPv4 address). A
     renewal never changes what a certificate names; its notes say what curl and browsers make of it."""
-    return _names._ends_in_a_number(name) and _names._LDH_LABEL.match(name.rpartition(".")[2].lower()) is not None
+    return _names._ends_in_a_number(name) and _names_dns._LDH_LABEL.match(name.rpartition(".")[2].lower()) is not None
 
 
 def _carried_uri(uri: str) -> bool:
@@ -93,7 +94,8 @@ def check_request_names(request) -> None:
         elif ident.kind == "dns" and request.renewed_from and _carried(ident.value):
             again = ident  # as certified (identities_of)
         elif ident.kind == "dns":
-            again = _names.parse_host(ident.value) if host else _names.parse_dns_name(ident.value, allow_wildcard=False)
+            again = (_names.parse_host(ident.value) if host
+                     else _names_dns.parse_dns_name(ident.value, allow_wildcard=False))
         elif ident.kind == "uri" and not host and request.renewed_from and _carried_uri(ident.value):
             again = ident  # as certified (identities_of)
         elif ident.kind in ("email", "uri") and not host:

@@ -51,7 +51,7 @@ def _parse_resolve(ctx, param, values) -> dict[str, list[str]]:
     import ipaddress
 
     from certkit.errors import InvalidName
-    from certkit.names import parse_dns_name
+    from certkit.names_dns import parse_dns_name
 
     mapping: dict[str, list[str]] = {}
     for item in values:

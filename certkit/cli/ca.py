@@ -192,7 +192,7 @@ def _check_subject(common_name: str | None, org: str | None, org_unit: str | Non
 
 def _warn_of_public_suffixes(domains) -> None:
     """--permit-dns com limits the CA to everyone's .com websites: said, as trust install asks about it."""
-    from certkit.names import public_suffix_scope
+    from certkit.names_dns import public_suffix_scope
     from certkit.text import shown
 
     suffixes = [d for d in domains if public_suffix_scope(d)]

@@ -190,7 +190,7 @@ class Anchor:
     def public_suffixes(self) -> list[str]:
         """The permitted DNS subtrees that are public suffixes (com, co.uk): they limit nothing that
         matters, as every website under them belongs to someone else."""
-        from certkit.names import public_suffix_scope
+        from certkit.names_dns import public_suffix_scope
 
         return [d for d in self.permitted_dns if not no_names(d) and public_suffix_scope(d)]
 
