@@ -11,7 +11,8 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from certkit.pkcs11.errors import TokenError, words
-from certkit.pkcs11.key import SUPPORTED_KEY_TYPES, TokenKey, public_from_object
+from certkit.pkcs11.key import SUPPORTED_KEY_TYPES, TokenKey
+from certkit.pkcs11.public import public_from_object
 from certkit.pkcs11.session import binding, find_objects, leaves_no_tls_errors, module_path, open_session, transient
 from certkit.pkcs11.uri import KeyURI
 from certkit.text import Secret, shown
