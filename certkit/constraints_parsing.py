@@ -24,7 +24,7 @@ def parse_network(text: str):
     try:
         network = ipaddress.ip_network(str(text).strip(), strict=True)
     except ValueError as exc:
-        from certkit.names import parse_dns_name
+        from certkit.names_dns import parse_dns_name
 
         try:
             domain = parse_dns_name(str(text), allow_wildcard=False).value if "/" not in str(text) else None

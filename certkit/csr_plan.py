@@ -146,7 +146,7 @@ def _entry(kind: str, value: str) -> str:
 
 def _client_dns(value: str):
     """A client certificate's DNS name: no wildcard (:func:`certkit.names.client_identities`)."""
-    from certkit.names import parse_dns_name
+    from certkit.names_dns import parse_dns_name
 
     return parse_dns_name(value, allow_wildcard=False)
 
