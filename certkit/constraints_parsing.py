@@ -58,6 +58,7 @@ _NO_PEERS = [(kind, ipaddress.ip_network(net)) for kind, net in (
 def parse_domain(text: str) -> str:
     """A domain covering itself and its subdomains (--permit-dns, acme serve --allow-domain), as an A-label name."""
     from certkit import names
+    from certkit.names_dns import parse_dns_name
 
     _refuse_a_list(text, "domains")
     if (network := names._network(str(text).strip())) is not None:  # an address or a range: it has its own option
@@ -73,7 +74,7 @@ def parse_domain(text: str) -> str:
             raise InvalidName(f"'{shown(text)}' starts with a dot, and is no domain without it either: {exc}") from None
         raise InvalidName(f"'{shown(text)}' starts with a dot: a domain covers itself and its subdomains, so give "
                           f"'{shown(bare)}' without it.")
-    return names.parse_dns_name(text, allow_wildcard=False).value
+    return parse_dns_name(text, allow_wildcard=False).value
 
 
 def _refuse_other_digits(text: str) -> None:

@@ -37,7 +37,8 @@ from certkit.files import read_limited
 from certkit.inventory import Inventory
 from certkit.key_encryption import private_key_pem
 from certkit.paths import check_lengths
-from certkit.store_inventory import bind, check_binding, check_inventory_file, record_ca_dir, record_saved_ca
+from certkit.store_binding import check_binding
+from certkit.store_inventory import bind, check_inventory_file, record_ca_dir, record_saved_ca
 from certkit.store_key import load_ca_key
 from certkit.testhooks import pause_at
 from certkit.text import Secret, shown

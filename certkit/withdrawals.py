@@ -33,7 +33,8 @@ def inventory_problems(ca_dir: str | Path | None, chain: Sequence["x509.Certific
     read (this one, or an intermediate's below it) holds the leaf. ``by_server``: the leaf is judged as
     a server presents it, so its clients, not servers, are those a CRL tells to refuse it."""
     from certkit.store import CADirectory
-    from certkit.store_inventory import check_binding, check_inventory_file
+    from certkit.store_binding import check_binding
+    from certkit.store_inventory import check_inventory_file
 
     store = CADirectory(ca_dir)
     inventory = store.inventory

@@ -9,7 +9,7 @@ from pathlib import Path
 
 PACKAGE = Path(__file__).resolve().parent.parent / "certkit"
 COMMAND_LINE = ("cli/", "entry.py")  # the only places click may be imported
-MAX_MODULE_LINES = 500  # architecture: "no module over ~400 lines"; past this, split it
+MAX_MODULE_LINES = 430  # architecture: "no module over ~400 lines"; past this, split it
 MAX_FUNCTION_LINES = 60  # architecture: "no function over ~60 lines", its docstring not counted
 
 

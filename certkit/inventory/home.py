@@ -5,7 +5,7 @@ A long-running process keeps a CA object (``CADirectory(path).open()``); if that
 same file name holds the other CA's inventory. Read through the old object, its rows, revocations and
 serials would be answered as this CA's (``ca.inventory.get(serial)`` giving the other CA's certificate as
 "valid"), and what it wrote there would be certificates the other CA never signed. So an inventory found
-to be its CA's (:func:`certkit.store_inventory.check_binding`, on opening or ``CA(..., inventory=...)``)
+to be its CA's (:func:`certkit.store_binding.check_binding`, on opening or ``CA(..., inventory=...)``)
 is bound to it (:func:`bind`) and checks, before each transaction, that its directory still holds that CA.
 """
 
@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 def bind(inventory: "Inventory", cert: "x509.Certificate") -> None:
     """Bind an SQLite inventory that lies in the CA directory of ``cert`` to it (one elsewhere, or in
-    PostgreSQL, is bound by its ``meta`` row: :func:`certkit.store_inventory.check_binding`)."""
+    PostgreSQL, is bound by its ``meta`` row: :func:`certkit.store_binding.check_binding`)."""
     if inventory.path is None or inventory.home is not None:
         return
     held = _held(Path(inventory.path).parent / "ca.pem")
