@@ -192,14 +192,14 @@ def _server_card(server: ServerFacts, host: str | None, now: dt.datetime | None 
 _REFUSES = "a browser refuses it unless told to go on"
 _NO_CRL = ("your browser took it, since the certificate names no CRL it could check; a client given the CA\u2019s "
            "CRL (<code>certkit crl</code>) refuses it")
-_UNREAD = " (not known here: this server could not read its certificate back)"
+_NOT_READ_BACK = " (not known here: this server could not read its certificate back)"
 
 
 def _time_rule(server: ServerFacts, now: dt.datetime | None) -> str:
     """The time line of the rule, true of this certificate at this request, by this server's clock."""
     cert = server.certificate
     if cert is None:
-        return f"<li>valid now, not expired{_UNREAD}</li>"
+        return f"<li>valid now, not expired{_NOT_READ_BACK}</li>"
     if (problem := time_problem(cert, now)) is None:
         since = f"from {_e(text_time(cert.not_before))} " if cert.not_before else ""
         until = _e(text_time(cert.not_after))
@@ -212,7 +212,7 @@ def _time_rule(server: ServerFacts, now: dt.datetime | None) -> str:
 def _purpose_rule(cert: "PeerIdentity | None") -> str:
     """The purpose line of the rule, true of this certificate's extendedKeyUsage."""
     if cert is None:
-        return f"<li>its extendedKeyUsage includes <code>serverAuth</code>{_UNREAD}</li>"
+        return f"<li>its extendedKeyUsage includes <code>serverAuth</code>{_NOT_READ_BACK}</li>"
     if "serverAuth" in cert.eku:
         return "<li>its extendedKeyUsage includes <code>serverAuth</code></li>"
     if not cert.eku:  # TLS takes a certificate without the extension for any purpose
@@ -318,13 +318,14 @@ _AFTER_HANDSHAKE = ("<p>The handshake accepted this certificate (the CA signed i
 
 def _after_handshake(visit: Visit) -> str:
     unread = visit.inventory is not None and visit.inventory.unread  # nothing recorded: no CRL advice
-    return _UNREAD if unread else _AFTER_HANDSHAKE if "revoked" in visit.failed else \
+    return _INVENTORY_UNREAD if unread else _AFTER_HANDSHAKE if "revoked" in visit.failed else \
         _UNRECORDED if "unrecorded" in visit.failed else _OPTIONAL_ONLY if visit.optional else ""
 
 
-_UNREAD = ("<p>The handshake accepted this certificate (the CA signed it, and it is in date); this server then asks "
-           "the CA’s inventory whether it was revoked, and could not read it, so it refuses every client until it can: "
-           "restore the inventory from a backup, or start its database. Nothing says this certificate was revoked.</p>")
+_INVENTORY_UNREAD = ("<p>The handshake accepted this certificate (the CA signed it, and it is in date); this server "
+                     "then asks the CA’s inventory whether it was revoked, and could not read it, so it refuses every "
+                     "client until it can: restore the inventory from a backup, or start its database. Nothing says "
+                     "this certificate was revoked.</p>")
 _UNRECORDED = ("<p>The handshake accepted this certificate (the CA’s key signed it, and it is in date); this "
                "server also asks the CA’s inventory, which has no record of it, so it refuses it. It is not "
                "revoked: no CRL from <code>certkit crl</code> lists it, and nginx, HAProxy or PostgreSQL given that "
