@@ -15,6 +15,13 @@ _AT_FDCWD = -100
 
 def exchange(a: Path, b: Path) -> bool:
     """Atomically swap two paths (Linux >= 3.15); False where that is not available."""
+    return renameat2(a, b, _RENAME_EXCHANGE)
+
+
+def renameat2(source: Path, target: Path, flags: int) -> bool:
+    """Linux's ``renameat2(2)`` of ``source`` to ``target`` with ``flags`` (``RENAME_EXCHANGE``, ``RENAME_NOREPLACE``:
+    FileExistsError if ``target`` exists); False where the system or the file system cannot do it (then nothing was
+    renamed)."""
     import sys
 
     if not sys.platform.startswith("linux"):
@@ -23,17 +30,17 @@ def exchange(a: Path, b: Path) -> bool:
     import errno
 
     try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2  # glibc >= 2.28, musl >= 1.2.5
+        call = ctypes.CDLL(None, use_errno=True).renameat2  # glibc >= 2.28, musl >= 1.2.5
     except (OSError, AttributeError):
         return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    renameat2.restype = ctypes.c_int
-    if renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
+    call.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
+    call.restype = ctypes.c_int
+    if call(_AT_FDCWD, os.fsencode(source), _AT_FDCWD, os.fsencode(target), flags) == 0:
         return True
     err = ctypes.get_errno()
     if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)):
         return False
-    raise OSError(err, os.strerror(err), str(b))
+    raise OSError(err, os.strerror(err), str(target))
 
 
 def swap_by_renames(new: Path, folder: Path) -> Path:

@@ -99,7 +99,6 @@ def place(tmp: Path, path: Path, *, force: bool, sync: bool) -> None:
 # FUSE and network file systems EOPNOTSUPP or ENOSYS. The new file is then renamed into place, never over a file.
 _NO_LINKS = (errno.EPERM, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP), errno.ENOSYS, errno.EMLINK)
 _RENAME_NOREPLACE = 1  # renameat2(2)'s flag: fail with EEXIST rather than replace
-_AT_FDCWD = -100
 
 
 def _put_new(tmp: Path, path: Path) -> None:
@@ -128,24 +127,9 @@ def _put_new(tmp: Path, path: Path) -> None:
 def _rename_noreplace(tmp: Path, path: Path) -> bool:
     """Rename ``tmp`` to ``path`` unless ``path`` exists (FileExistsError); False where the system or the file
     system cannot do that (then nothing was renamed)."""
-    import sys
+    from certkit.folder_swap import renameat2
 
-    if not sys.platform.startswith("linux"):
-        return False
-    import ctypes
-
-    try:
-        renameat2 = ctypes.CDLL(None, use_errno=True).renameat2  # glibc >= 2.28, musl >= 1.2.5
-    except (OSError, AttributeError):
-        return False
-    renameat2.argtypes = [ctypes.c_int, ctypes.c_char_p, ctypes.c_int, ctypes.c_char_p, ctypes.c_uint]
-    renameat2.restype = ctypes.c_int
-    if renameat2(_AT_FDCWD, os.fsencode(tmp), _AT_FDCWD, os.fsencode(path), _RENAME_NOREPLACE) == 0:
-        return True
-    err = ctypes.get_errno()
-    if err in (errno.ENOSYS, errno.EINVAL, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPNOTSUPP)):
-        return False
-    raise OSError(err, os.strerror(err), str(path))
+    return renameat2(tmp, path, _RENAME_NOREPLACE)
 
 
 def write_all(fd: int, data: bytes) -> None:
