@@ -15,6 +15,7 @@ that asks for ``ca_dir``: creating one costs a key generation and scrypt.
 from __future__ import annotations
 
 import os
+import random
 import shutil
 import signal
 import socket
@@ -139,6 +140,7 @@ def require(tool: str) -> str:
 
 
 _PORTS_GIVEN: set[int] = set()
+_OWN_LOW, _EPHEMERAL_LOW = 20000, 32768  # free_port's ports: below Linux's ephemeral range
 
 
 def code_others_can_read(folder: Path) -> Path:
@@ -158,8 +160,25 @@ def free_port() -> int:
 
     The kernel may give a port just closed again, so two calls in a row could name the same port
     (three etcd members were once given two ports alike); a port already handed out is never given twice.
+    Ports come from below the kernel's ephemeral range (ip_local_port_range starts at 32768), from a
+    slice of their own for each pytest-xdist worker: a port chosen here and bound a moment later by the
+    test's server cannot meanwhile become the local end of some process's outgoing connection, nor be
+    handed to another worker (an ACME test's challenge responder once met "Address already in use" so).
     """
-    for _ in range(200):
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")[2:]
+    span = (_EPHEMERAL_LOW - _OWN_LOW) // 8
+    low = _OWN_LOW + (int(worker) % 8 if worker.isdigit() else 0) * span
+    for port in random.sample(range(low, low + span), span):
+        if port in _PORTS_GIVEN:
+            continue
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+        _PORTS_GIVEN.add(port)
+        return port
+    for _ in range(200):  # this worker's slice is used up: any port the kernel gives
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
