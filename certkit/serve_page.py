@@ -360,7 +360,8 @@ def _no_certificate_card(server: ServerFacts) -> str:
       Wizard puts it in Current User \u2192 Personal.</li>
   </ol>
   <p>Each asks for the bundle\u2019s password. If an older system says the password is wrong although it is not,
-  write the file again with the encryption it knows: <code>certkit export-p12 FOLDER --legacy --force</code>. Then restart the browser (Chromium remembers \u201cno certificate\u201d
+  write the file again with the encryption it knows: <code>certkit export-p12 FOLDER --legacy --force</code>.
+  Then restart the browser (Chromium remembers \u201cno certificate\u201d
   for a site until then) and reload: it asks which certificate to send.</p>
 </section>"""
 

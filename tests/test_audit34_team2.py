@@ -115,7 +115,7 @@ def test_a_refused_stored_key_uri_names_its_file_without_a_second_parenthesis(tm
     stored = json.loads(config.read_text())
     env = env_for(tmp_path, token)
     cases = ((stored["key"] + "?x-secret=abc", "the PKCS#11 URI has the query attribute 'x-secret', which certkit "
-                                              "does not understand (it knows module-path)."),
+                                              "does not understand (it knows module-path and module-name)."),
              (stored["key"] + ";x-secret=abc", "the PKCS#11 URI has the attribute 'x-secret', which certkit does "
                                               "not understand; it knows: "),
              (stored["key"] + ";label", "attribute 3 of the PKCS#11 URI's path has no '='; write NAME=VALUE "

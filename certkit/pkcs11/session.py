@@ -21,8 +21,11 @@ from certkit.text import Secret, secret_bytes, shown
 
 def module_path(uri: KeyURI, module: str | Path | None, named_in: str | None = None) -> str:
     """The PKCS#11 module to load: ``module`` (--pkcs11-module, or an existing CA's, kept in the file
-    ``named_in``), else the URI's module-path."""
-    path = str(module) if module else uri.module_path
+    ``named_in``), else the URI's module-path, else the module its module-name stands for."""
+    from certkit.pkcs11.modules import named_module
+
+    named = None if uri.module_path or (module and named_in is not None) else named_module(uri, module)
+    path = str(module) if module else uri.module_path or named
     if module and uri.module_path and named_in is None and absolute(uri.module_path) != absolute(str(module)):
         # init-ca: the URI it keeps would name a module other than the one that made the key
         raise TokenError(f"The key URI's module-path names {shown(uri.module_path)}, and --pkcs11-module "

@@ -56,6 +56,7 @@ class KeyURI:
     model: str | None = None
     slot_id: int | None = None
     module_path: str | None = None
+    module_name: str | None = None  # RFC 7512's name of a module (p11-kit's), used without a module-path
 
     @classmethod
     def parse(cls, text: str) -> KeyURI:
@@ -88,7 +89,7 @@ class KeyURI:
                 raise TokenError(_NO_PIN)
             if name.lower() not in _QUERY_ATTRIBUTES:
                 raise TokenError(f"The PKCS#11 URI has the query attribute '{shown(name)}', which certkit does not "
-                                 "understand (it knows module-path).")
+                                 "understand (it knows module-path and module-name).")
         # Every attribute is known and none is secret: the messages below may quote the URI.
         found: dict[str, Any] = {}
         for name, _eq, value in path_parts:
@@ -100,8 +101,8 @@ class KeyURI:
                                  "token's, key's or id's value, or leave the attribute out.")
             found[name] = _decode(value, text)
         for name, _eq, value in query_parts:
-            if name.lower() == "module-path":
-                found["module-path"] = _decode(value, text)
+            if name.lower() in _QUERY_ATTRIBUTES:
+                found[name.lower()] = _decode(value, text)
         kind = found.get("type")
         if kind is not None and kind.decode(errors="replace") != "private":
             raise TokenError(f"The PKCS#11 URI '{shown(text)}' names a {shown(kind.decode(errors='replace'))} "
@@ -112,7 +113,8 @@ class KeyURI:
             raise TokenError(f"The slot-id in '{shown(text)}' is not a number.")
         return cls(text=text, token=text_of("token"), object=text_of("object"), id=found.get("id"),
                    serial=text_of("serial"), manufacturer=text_of("manufacturer"), model=text_of("model"),
-                   slot_id=int(slot) if slot is not None else None, module_path=text_of("module-path"))
+                   slot_id=int(slot) if slot is not None else None, module_path=text_of("module-path"),
+                   module_name=text_of("module-name"))
 
     def check_names_a_key(self) -> None:
         if self.token is None and self.serial is None and self.slot_id is None:
