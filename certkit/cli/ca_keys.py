@@ -116,7 +116,13 @@ def _token_key(key_uri, pkcs11_module, pin_file, key_type, no_passphrase, passph
     if pin is None:
         raise click.ClickException("The token's PIN is needed: pass --pin-file, set $CERTKIT_PKCS11_PIN, or run on a "
                                    "terminal to be asked.")
-    if pkcs11.key_exists(uri, module, pin):
+    try:
+        exists = pkcs11.key_exists(uri, module, pin)  # the PIN's first use
+    except pkcs11.TokenPinIncorrect as exc:  # said with where it came from (a stale $CERTKIT_PKCS11_PIN?)
+        from certkit.cli.secrets_input import refused_pin_hint
+
+        raise pkcs11.TokenPinIncorrect(f"{exc}{refused_pin_hint(exc, pin_file, ENV_PKCS11_PIN)}") from None
+    if exists:
         key = pkcs11.open_key(uri, module, pin)
         key.generated = False
         if key_type is not None and key.key_type != key_type:
