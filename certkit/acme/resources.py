@@ -171,13 +171,32 @@ class Resources:
             scheme, colon, address = url.partition(":")
             if not colon or scheme.lower() != "mailto":  # a scheme is case-insensitive (RFC 3986 3.1): MAILTO: too
                 raise Problem("unsupportedContact", f"Only mailto: contacts are accepted, not '{shown(url)}'.")
+            address = cls._decoded(url, address)
             try:
                 names.parse_email(address)
             except Exception as exc:
-                raise Problem("invalidContact", f"'{shown(url)}' is not a usable email contact: {acme_text(exc)}") \
-                    from None
+                decoded = f" (its %-escapes decoded: '{shown(address)}')" if "%" in url else ""
+                raise Problem("invalidContact", f"'{shown(url)}' is not a usable email contact{decoded}: "
+                                                f"{acme_text(exc)}") from None
             kept.append(f"mailto:{address}")  # the scheme as RFC 3986 writes it, so MAILTO:x and mailto:x are one
         return list(dict.fromkeys(kept))
+
+    @staticmethod
+    def _decoded(url: str, address: str) -> str:
+        """The address of a mailto: URL as a mail server reads it: its %-escapes decoded (RFC 6068), so that
+        ``a%40b@x.test``, which is ``a@b@x.test``, is judged as that address, not as one with a '%' in it."""
+        import re
+        from urllib.parse import unquote_to_bytes
+
+        if "%" not in address:
+            return address
+        if re.search(r"%(?![0-9A-Fa-f]{2})", address):
+            raise Problem("invalidContact", f"'{shown(url)}' holds a '%' that starts no %-escape (%XX); write the "
+                                            "address as it is.")
+        try:
+            return unquote_to_bytes(address).decode("utf-8")
+        except UnicodeDecodeError:
+            raise Problem("invalidContact", f"'{shown(url)}' holds %-escapes that are not UTF-8.") from None
 
     def _own_account(self, request: Request, account_id: str):
         if request.account.id != account_id:
