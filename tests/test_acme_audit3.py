@@ -137,7 +137,8 @@ def test_an_eab_server_refuses_an_account_without_a_binding(acme) -> None:
                   _refused(c.post, new_account, {"termsOfServiceAgreed": True}, use_jwk=True),
                   _refused(c.post, c.kid),
                   _refused(c.post, new_order, identifiers)):
-        assert error.status == 401 and error.type == "externalAccountRequired", error.problem
+        # 403 (was 401, which HTTP says must come with a WWW-Authenticate scheme that EAB is not)
+        assert error.status == 403 and error.type == "externalAccountRequired", error.problem
         assert "no External Account Binding" in error.problem["detail"], error.problem
     assert opened.new_order("b.acme.test")[1]["status"] == "pending"  # the open server serves it still
     bound = c.post(new_account, {"termsOfServiceAgreed": True, "externalAccountBinding": _binding(c, "team-1")},

@@ -30,7 +30,9 @@ STATUS = {
     "badSignatureAlgorithm": 400,
     "connection": 400,
     "dns": 400,
-    "externalAccountRequired": 401,
+    # 403, as Pebble answers it: a 401 must name an HTTP authentication scheme (WWW-Authenticate, RFC 9110
+    # 15.5.2), and an External Account Binding is none
+    "externalAccountRequired": 403,
     "incorrectResponse": 403,
     "invalidContact": 400,
     "malformed": 400,
