@@ -398,7 +398,9 @@ def _abandoned(inventory: str | None, serial: str | None) -> bool:
     from urllib.parse import quote
 
     try:
-        db = sqlite3.connect(f"file:{quote(inventory)}?mode=ro", uri=True, timeout=5)
+        from certkit.db import sqlite_name
+
+        db = sqlite3.connect(f"file:{quote(sqlite_name(inventory))}?mode=ro", uri=True, timeout=5)
         try:
             row = db.execute("SELECT status FROM certificates WHERE serial = ?", (serial,)).fetchone()
         finally:

@@ -27,6 +27,15 @@ from typing import Any, Protocol
 from certkit.errors import InventoryError
 from certkit.text import shown
 
+
+def sqlite_name(path: "str | os.PathLike[str]") -> str:
+    """The name SQLite is given for the database file ``path``: its folder resolved as the kernel resolves it,
+    the file's own name as it is. SQLite resolves '..' itself, lexically, and refuses one that climbs above '/',
+    which the kernel takes as '/' itself: ``--ca-dir ../../../../../../tmp/ca`` from a folder three deep met
+    "unable to open database file" (a traceback, at init-ca) for a path every other file was written through."""
+    folder, name = os.path.split(os.fspath(path))
+    return os.path.join(os.path.realpath(folder or "."), name)
+
 BUSY_TIMEOUT_S = 60.0
 _FOR_UPDATE = re.compile(r"\s+FOR UPDATE(\s+OF\s+\w+)?(\s+SKIP LOCKED)?", re.IGNORECASE)
 
@@ -138,7 +147,7 @@ class SQLiteDatabase:
     def _open(self, mode: str) -> sqlite3.Connection:
         import urllib.parse
 
-        return sqlite3.connect(f"file:{urllib.parse.quote(str(self.path.absolute()))}?mode={mode}", uri=True,
+        return sqlite3.connect(f"file:{urllib.parse.quote(sqlite_name(self.path))}?mode={mode}", uri=True,
                                timeout=self.busy_timeout, isolation_level=None)
 
     def _unwritable(self, exc: sqlite3.Error) -> bool:
@@ -221,7 +230,7 @@ class SQLiteDatabase:
             conn.close()
 
     def create(self, statements: Sequence[str]) -> None:
-        conn = sqlite3.connect(self.path, isolation_level=None)
+        conn = sqlite3.connect(sqlite_name(self.path), isolation_level=None)
         try:
             conn.execute("PRAGMA journal_mode = WAL")  # readers (list) run while a writer issues
             for statement in statements:
