@@ -124,7 +124,7 @@ def test_an_interrupted_bulk_renewal_keeps_the_hooks_words_and_lists_what_it_lef
     [renewed] = [o for o in data["certificates"] if o["outcome"] == "renewed"]
     first = Path(renewed["folder"]).name
     assert renewed["hook"]["output"] == f"start-{first}\ngot-signal\n", renewed["hook"]
-    assert f"start-{first}\ngot-signal\n" in err  # on standard error too, as when a hook ends by itself
+    assert f"  start-{first}\n  got-signal\n" in err  # on standard error too, indented (round 35)
     assert data["interrupted"] is True and data["ok"] is False
     undone = [o for o in data["certificates"] if o["outcome"] == "not_done"]
     assert data["not_done"] == 2 and {Path(o["folder"]).name for o in undone} == {"a", "b", "c"} - {first}
@@ -142,7 +142,7 @@ def test_a_single_renewal_stopped_by_sighup_keeps_the_hooks_words(ca_dir, ca_env
     assert code == 129, err
     run = json.loads(out)["exec"]
     assert run["output"] == "start-v\ngot-signal\n" and run["error"].startswith("interrupted (SIGHUP)"), run
-    assert "start-v\ngot-signal\n" in err
+    assert "  start-v\n  got-signal\n" in err  # indented under its heading (round 35)
 
 
 def test_renew_md_names_the_secrets_hooks_lose_truly(ca_dir, ca_env, tmp_path):

@@ -259,7 +259,7 @@ def test_a_hooks_long_output_is_cut_at_a_line_and_says_so(ca_dir, ca_env, tmp_pa
     assert head == f"[... {total - kept:,} bytes of earlier output not kept]", head
     assert int(second) == int(first) + 1 and rest[-1] == "100000"  # whole lines, to the end
     assert kept <= 64 << 10
-    assert f"{head}\n{first}\n" in proc.stderr  # what is shown is the same
+    assert f"  {head}\n  {first}\n" in proc.stderr  # what is shown is the same (indented under its heading: round 35)
 
 
 # --- 8. the timer's options --------------------------------------------------------------------------------------

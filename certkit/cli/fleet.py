@@ -166,17 +166,26 @@ def _warn_skipped(skipped) -> None:
         warn(f"{len(skipped) - 10} more were not renewed for the same reasons (--json lists them).")
 
 
-def show_hook_output(run) -> None:
-    """What a hook printed, on standard error as it finishes (escaped: it is another program's text). A standard
-    error that cannot take it (its reader left: ``2>&1 | head``; a full disk) loses it, not the run: the renewals
-    and hooks after it, ``--exec-once`` among them, go on (``--json`` keeps what each hook printed)."""
+def show_hook_output(run, outcome=None, renewed: int = 1) -> None:
+    """What a hook printed, on standard error as it finishes (escaped: it is another program's text), under a
+    heading that says whose it is and how it ended, its lines indented (certbot heads a hook's output "Output from
+    deploy-hook command ...:"; in a bulk renewal's cron mail 500 outputs must be told apart):
+    ``--exec for /srv/web (serial 1A2B...): exit 0``, or ``--exec-once (after 2 renewed bundles): exit 0``. A hook
+    that printed nothing shows nothing. A standard error that cannot take it (its reader left: ``2>&1 | head``; a
+    full disk) loses it, not the run: the renewals and hooks after it, ``--exec-once`` among them, go on
+    (``--json`` keeps what each hook printed)."""
     if run.output:
         import sys
 
         # on a terminal, the progress bar's line is cleared first: the output starts a line of its own
         clear = "\r\x1b[K" if sys.stderr.isatty() else ""
+        if outcome is not None:
+            whose = f"--exec for {shown(outcome.folder)} (serial {outcome.new_serial})"
+        else:
+            whose = f"--exec-once (after {renewed} renewed bundle{'s' if renewed != 1 else ''})"
+        body = "\n".join("  " + line for line in terminal_safe(run.output.rstrip("\n")).split("\n"))
         try:
-            click.echo(clear + terminal_safe(run.output.rstrip("\n")), err=True)
+            click.echo(f"{clear}{whose}: {shown(run.describe())}\n{body}", err=True)
         except OSError:
             pass
 

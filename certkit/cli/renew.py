@@ -375,7 +375,7 @@ def _single_hooks(ca, result, exec_each: str | None, exec_once: str | None, time
             continue
         with once_environment([outcome.folder]) if option == "--exec-once" else contextlib.nullcontext({}) as once:
             run, stopped = run_hook_until_stopped(command, env | once, timeout=timeout)
-        show_hook_output(run)
+        show_hook_output(run, outcome if option == "--exec" else None)
         data[option.strip("-").replace("-", "_")] = run.as_dict()
         lines.append(f"  {option:<11} {shown(run.describe())}")
         if stopped is not None:

@@ -81,12 +81,13 @@ class FleetResult:
 
 def renew_fleet(ca: "CA", plan: FleetPlan, *, exec_each: str | None = None, exec_once: str | None = None,
                 hook_timeout: float = DEFAULT_HOOK_TIMEOUT, progress: Callable[[int], None] | None = None,
-                on_hook: Callable[[HookRun], None] | None = None) -> FleetResult:
+                on_hook: Callable[[HookRun, Outcome | None, int], None] | None = None) -> FleetResult:
     """Renew every planned certificate (the CA unlocked), each through the issuing pipeline, then
     its hook; ``exec_once`` at the end if anything was renewed, even when the run stops early
     (Ctrl-C, SIGTERM: ``stopped`` then holds the signal; an inventory that cannot be reached:
     ``halted`` says why), so servers always pick up what was written.
-    ``on_hook`` is called after each hook has run (to show what it printed)."""
+    ``on_hook`` is called after each hook has run (to show what it printed, under a heading that says whose): with
+    the renewed bundle's :class:`Outcome` for ``exec_each``, None for ``exec_once``, and how many were renewed."""
     from certkit.errors import InventoryError, Terminated
 
     result = FleetResult(plan, outcomes=list(plan.outcomes))
@@ -105,7 +106,7 @@ def renew_fleet(ca: "CA", plan: FleetPlan, *, exec_each: str | None = None, exec
                                                            timeout=hook_timeout)
             result.stopped = result.stopped or stopped
             if on_hook is not None:
-                on_hook(outcome.hook)
+                on_hook(outcome.hook, outcome, len(folders))
 
     try:
         for serial in plan.todo:
@@ -132,7 +133,7 @@ def renew_fleet(ca: "CA", plan: FleetPlan, *, exec_each: str | None = None, exec
             result.exec_once, stopped = run_hook_until_stopped(exec_once, ca_env | once_env, timeout=hook_timeout)
         result.stopped = result.stopped or stopped
         if on_hook is not None:
-            on_hook(result.exec_once)
+            on_hook(result.exec_once, None, len(folders))
     return result
 
 

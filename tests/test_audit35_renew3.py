@@ -1,0 +1,82 @@
+"""Round 35, renew (issue 13): in a bulk renewal each hook's output on standard error is headed by the bundle
+it belongs to (folder, new serial) and how the hook ended, its lines indented, for --exec and --exec-once, in
+text and with --json; ..."""
+
+from __future__ import annotations
+
+import json
+import re
+
+from test_fleet_renew import fleet  # noqa: F401 (three bundles due within 30 days, a client among them)
+from test_fleet_timer import due, serial_of  # noqa: F401 (one bundle due in 5 days, its passphrase in a file)
+
+from conftest import openssl, run_certkit
+
+HOOK = 'echo "deploy $(basename "$RENEWED_LINEAGE")"; echo "to stderr" >&2; [ "$CERTKIT_KIND" != client ] || exit 3'
+
+
+def _blocks(stderr: str) -> dict[str, list[str]]:
+    """The hook outputs on standard error: heading line -> its indented lines."""
+    blocks, heading = {}, None
+    for line in stderr.splitlines():
+        if line.startswith("--exec"):
+            heading = line
+            blocks[heading] = []
+        elif line.startswith("  ") and heading is not None:
+            blocks[heading].append(line[2:])
+        else:
+            heading = None
+    return blocks
+
+
+def test_each_hook_output_in_bulk_is_headed_by_its_bundle(fleet):  # noqa: F811
+    """`renew --expiring 30d --exec CMD --exec-once CMD` printed each hook's output bare on standard error: in cron
+    mail, 500 of them could not be told apart (certbot heads each "Output from deploy-hook command ..."). Each is
+    now under a heading naming the bundle's folder, its new serial and how the hook ended, its lines indented;
+    --exec-once's says how many bundles it ran after; a hook that printed nothing shows nothing. The same with
+    --json (whose report keeps each output under its certificate) and for a single renewal."""
+    work, _serials, env = fleet
+    proc = run_certkit("renew", "--expiring", "30d", "--days", "60", "--exec", HOOK, "--exec-once",
+                       "echo reloaded $CERTKIT_RENEWED", cwd=work, env=env, subprocess=True)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr  # alice's hook failed
+    blocks = _blocks(proc.stderr)
+    assert len(blocks) == 4, proc.stderr
+    for name in ("web", "api", "alice"):
+        serial = serial_of(work / name)  # the new certificate, as it is in the bundle
+        status = "exit 3" if name == "alice" else "exit 0"
+        heading = f"--exec for {work / name} (serial {serial}): {status}"
+        assert blocks.get(heading) == [f"deploy {name}", "to stderr"], (heading, proc.stderr)
+        assert "OK" in openssl("verify", "-CAfile", str(work / name / "ca.pem"),
+                               str(work / name / "cert.pem")).stdout.decode()
+    assert blocks["--exec-once (after 3 renewed bundles): exit 0"] == ["reloaded 3"], proc.stderr
+    assert proc.stderr.rstrip().splitlines()[-1].startswith("Error: 1 --exec hook failed"), proc.stderr
+    again = run_certkit("renew", "--expiring", "30d", "--exec", HOOK, "--exec-once", "echo reloaded", "--json",
+                        cwd=work, env=env, subprocess=True)  # the successors are not due: no hook, nothing said
+    assert (again.returncode, again.stderr, json.loads(again.stdout)["renewed"]) == (0, "", 0), again.stderr
+
+
+def test_hook_headings_with_json_and_a_single_renewal(due):  # noqa: F811
+    """With --json standard output holds the report alone, and standard error the headed outputs; a single
+    renewal heads its hooks' outputs the same way. A hook that prints nothing gets no heading (cron stays
+    quiet about it)."""
+    tmp_path, secret, env = due
+    run_certkit("issue-server", "api.example", "--days", "5", "--passphrase-file", secret, cwd=tmp_path, env=env,
+                check=True)
+    proc = run_certkit("renew", "--expiring", "10d", "--days", "60", "--exec", 'printf "a\\nb\\n"; exit 2',
+                       "--exec-once", "true", "--passphrase-file", secret, "--json", cwd=tmp_path, env=env,
+                       subprocess=True)
+    data = json.loads(proc.stdout)
+    assert proc.returncode == 1 and data["renewed"] == 2, proc.stderr
+    blocks = _blocks(proc.stderr)
+    for cert in data["certificates"]:
+        heading = f"--exec for {cert['folder']} (serial {cert['new_serial']}): exit 2"
+        assert blocks[heading] == ["a", "b"] and cert["hook"]["output"] == "a\nb\n", proc.stderr
+    assert not any(h.startswith("--exec-once") for h in blocks), proc.stderr  # `true` printed nothing
+    web = tmp_path / "web"
+    single = run_certkit("renew", web, "--exec", "echo one; echo two", "--exec-once", "echo once",
+                         "--passphrase-file", secret, env=env, subprocess=True)
+    assert single.returncode == 0, single.stderr
+    assert _blocks(single.stderr) == {f"--exec for {web} (serial {serial_of(web)}): exit 0": ["one", "two"],
+                                      "--exec-once (after 1 renewed bundle): exit 0": ["once"]}, single.stderr
+    assert re.search(r"^  --exec +exit 0$", single.stdout, re.M), single.stdout
+
