@@ -5,12 +5,15 @@ text and with --json; ..."""
 from __future__ import annotations
 
 import json
+import os
 import re
 
+from test_audit29_wording3 import as_nobody, home, runner  # noqa: F401 (certkit run as the user nobody)
 from test_fleet_renew import fleet  # noqa: F401 (three bundles due within 30 days, a client among them)
 from test_fleet_timer import due, serial_of  # noqa: F401 (one bundle due in 5 days, its passphrase in a file)
 
 from conftest import openssl, run_certkit
+from nobody_runner import NOBODY
 
 HOOK = 'echo "deploy $(basename "$RENEWED_LINEAGE")"; echo "to stderr" >&2; [ "$CERTKIT_KIND" != client ] || exit 3'
 
@@ -80,3 +83,38 @@ def test_hook_headings_with_json_and_a_single_renewal(due):  # noqa: F811
                                       "--exec-once (after 1 renewed bundle): exit 0": ["once"]}, single.stderr
     assert re.search(r"^  --exec +exit 0$", single.stdout, re.M), single.stdout
 
+
+def test_a_path_option_the_user_may_not_read_is_refused_in_certkits_words(runner, home):  # noqa: F811
+    """`renew web --out c/` of a folder nobody may write but not list (0300) was refused by click's own check:
+    "Path 'c/' is not readable." (and "File 'f' is not readable." for a --passphrase-file of mode 0200), unlike
+    every other refusal of certkit's. Every path option and argument that must be read (click.Path's readable)
+    now says it as certkit says a folder it may not list (round 32): which place, that permission to read it is
+    denied, its mode, and that nothing was written or done; one line, exit 1, nothing made."""
+    folder, secret = home / "c", home / "f"
+    folder.mkdir(mode=0o300)
+    secret.write_text("x\n")
+    secret.chmod(0o200)
+    for place in (folder, secret):
+        os.chown(place, NOBODY, NOBODY)
+    ca = {"CERTKIT_CA_DIR": str(home / "ca")}
+    write = ("Cannot write the folder {}: permission denied to read it (its mode 0300), and certkit reads what a "
+             "folder holds before it writes there; nothing was written. Give it back the read permission, or "
+             "choose another folder.")
+    cases = [
+        (["renew", "web", "--out", "c/"], write.format("c/")),
+        (["issue-server", "web.example", "--out", "c"], write.format("c")),
+        (["issue-batch", "m.csv", "--out-dir", "c"], write.format("c")),
+        (["renew", "--install-timer", "--expiring", "30d", "--unit-dir", "c"], write.format("c")),
+        (["crl", "--out", "f"], "Cannot write the file f: permission denied to read it (its mode 0200), and certkit "
+                                "reads a file before it replaces it; nothing was written. Give it back the read "
+                                "permission, or choose another file."),
+        (["renew", "--expiring", "30d", "--passphrase-file", "f"],
+         "Cannot read the file f: permission denied (its mode 0200); nothing was done."),
+        (["sign-csr", "f"], "Cannot read the file f: permission denied (its mode 0200); nothing was done."),
+        (["list", "--ca-dir", "c"], "Cannot read the folder c: permission denied (its mode 0300); nothing was done."),
+    ]
+    for args, said in cases:
+        proc = as_nobody(runner, home, "-m", "certkit", *args, **ca)
+        assert proc.stderr == f"Error: {said}\n" and proc.returncode == 1, (args, proc.stderr)
+        assert "not readable" not in proc.stderr and proc.stdout == ""
+    assert sorted(os.listdir(home)) == ["c", "f"]  # nothing made: no CA, no bundle, no unit

@@ -42,6 +42,8 @@ class CheckedPath(click.Path):
                 raise click.ClickException(f"{shown(text)} is a folder; give a file.") from None
             if not os.path.isdir(text) and not self.file_okay:
                 raise click.ClickException(f"{shown(text)} is a file; give a folder.") from None
+            if self.readable and not os.access(text, os.R_OK):  # click's own words: "Path 'c/' is not readable."
+                raise click.ClickException(self._unreadable(text)) from None
             raise click.ClickException(exc.format_message()) from None
         if param is not None and param.name != "out" and not isinstance(self, OutPath) and converted != "-":
             from certkit.files import keep_input  # read by the command: no bundle it writes replaces or removes it
@@ -52,6 +54,20 @@ class CheckedPath(click.Path):
     @property
     def _what(self) -> str:
         return "file" if not self.dir_okay else "folder" if not self.file_okay else "file or folder"
+
+    def _unreadable(self, text: str) -> str:
+        """Why ``text``, there but not readable by this user, is refused, in certkit's words: a place to write is
+        read first (what a folder holds, the file to replace), a place to read is read."""
+        try:
+            mode = f" (its mode {os.stat(text).st_mode & 0o7777:04o})"
+        except OSError:
+            mode = ""
+        what = "folder" if os.path.isdir(text) else "file"
+        if not self.written:
+            return f"Cannot read the {what} {shown(text)}: permission denied{mode}; nothing was done."
+        holds = "what a folder holds before it writes there" if what == "folder" else "a file before it replaces it"
+        return (f"Cannot write the {what} {shown(text)}: permission denied to read it{mode}, and certkit reads "
+                f"{holds}; nothing was written. Give it back the read permission, or choose another {what}.")
 
     def _unreachable(self, value) -> str | None:
         """Why the place to write ``value`` cannot even be looked at (a folder above it the user may not search)."""
