@@ -4,6 +4,7 @@ text and with --json; ..."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import os
 import re
@@ -118,3 +119,36 @@ def test_a_path_option_the_user_may_not_read_is_refused_in_certkits_words(runner
         assert proc.stderr == f"Error: {said}\n" and proc.returncode == 1, (args, proc.stderr)
         assert "not readable" not in proc.stderr and proc.stdout == ""
     assert sorted(os.listdir(home)) == ["c", "f"]  # nothing made: no CA, no bundle, no unit
+
+
+def test_a_days_longer_than_a_server_may_live_without_kind_is_one_usage_error(due):  # noqa: F811
+    """`renew --expiring 10d --days 900` (no --kind) with a server and a client due renewed the client and failed
+    the server at plan ('Renewed 1 of 2 ... failed ...: A server certificate may live at most 825 days', exit 1),
+    while --install-timer with the same options is refused (round 32). The bulk run now refuses it the same way,
+    whatever is due today: one usage error (exit 2), nothing renewed; --kind client renews the client that long."""
+    tmp_path, secret, env = due
+    run_certkit("issue-client", "bob", "--days", "5", "--passphrase-file", secret, cwd=tmp_path, env=env, check=True)
+    before = {name: serial_of(tmp_path / name) for name in ("web", "bob")}
+    said = ("--days 900 is longer than a server or peer certificate may live (825 days), so this run would fail "
+            "each due one: give --days 825 or less, or --kind client to renew client certificates only; nothing "
+            "was renewed.")
+    for extra in ([], ["--json"], ["--name", "bob"], ["--exec-once", "touch reloaded"]):
+        proc = run_certkit("renew", "--expiring", "10d", "--days", "900", *extra, "--passphrase-file", secret,
+                           cwd=tmp_path, env=env, subprocess=True)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        if extra == ["--json"]:
+            assert json.loads(proc.stdout) == {"error": said, "exit": 2}, proc.stdout
+        else:
+            assert proc.stderr.splitlines()[-1] == f"Error: {said}" and proc.stdout == "", proc.stderr
+    assert {name: serial_of(tmp_path / name) for name in ("web", "bob")} == before
+    assert not (tmp_path / "reloaded").exists()
+    timer = run_certkit("renew", "--install-timer", "--expiring", "10d", "--days", "900", "--passphrase-file",
+                        secret, "--unit-dir", tmp_path / "units", cwd=tmp_path, env=env, subprocess=True)
+    assert timer.returncode == 2 and "longer than a server or peer certificate may live" in timer.stderr
+    clients = run_certkit("renew", "--expiring", "10d", "--days", "900", "--kind", "client", "--passphrase-file",
+                          secret, cwd=tmp_path, env=env, subprocess=True)
+    assert clients.returncode == 0 and serial_of(tmp_path / "bob") != before["bob"], clients.stderr
+    assert serial_of(tmp_path / "web") == before["web"]
+    end = openssl("x509", "-in", str(tmp_path / "bob" / "cert.pem"), "-noout", "-enddate").stdout.decode()
+    end = dt.datetime.strptime(end.strip().split("=", 1)[1], "%b %d %H:%M:%S %Y %Z").replace(tzinfo=dt.UTC)
+    assert abs(end - dt.datetime.now(dt.UTC) - dt.timedelta(days=900)) < dt.timedelta(days=1), end

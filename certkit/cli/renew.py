@@ -132,6 +132,9 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, exp
         return cli_fleet.timer(True, renew_argv=argv, said=said, **schedule)
     if expiring is not None or renew_all:
         _refuse_days_none_may_have(days, kind, ca_dir, "nothing was renewed")
+        if kind is None:  # (--kind server or peer: no certificate fits, said above)
+            _refuse_longer_than_servers(days, kind, "this run", "to renew client certificates only; nothing was "
+                                                                "renewed.")
         from certkit.fleet import Selection
 
         return cli_fleet.renew_in_bulk(
@@ -210,14 +213,8 @@ def _refuse_a_timer_that_renews_everything(renew_all: bool, expiring, days: int 
     import datetime as dt
 
     from certkit.fleet.plan import period_words
-    from certkit.profiles import PROFILES
 
-    most = PROFILES["server"].max_days
-    if days is not None and days > most and kind != "client":
-        raise click.UsageError(f"--days {days} is longer than a server or peer certificate may live ({most} days), "
-                               f"so every run would fail each due one: give --days {most} or less, or --kind "
-                               "client for a timer of client certificates only.")
-
+    _refuse_longer_than_servers(days, kind, "every run", "for a timer of client certificates only.")
     if renew_all:
         raise click.UsageError("A timer runs every day, and --all would renew every certificate every day: give "
                                "--expiring PERIOD (the default, 30d, renews each one 30 days before it expires).")
@@ -226,6 +223,16 @@ def _refuse_a_timer_that_renews_everything(renew_all: bool, expiring, days: int 
         raise click.UsageError(f"--days {days} gives the renewed certificates a life no more than a day longer than "
                                f"the renewal window of {period_words(window)}, so (almost) every day's run would "
                                "renew them again: give a longer --days or a shorter --expiring.")
+
+
+def _refuse_longer_than_servers(days: int | None, kind: str | None, runs: str, end: str) -> None:
+    """A --days longer than a server or peer may live, for a timer or a bulk renewal not of --kind client: the
+    same command line gets the same answer whatever is due today (each due server would fail)."""
+    from certkit.profiles import PROFILES
+
+    if days is not None and days > (most := PROFILES["server"].max_days) and kind != "client":
+        raise click.UsageError(f"--days {days} is longer than a server or peer certificate may live ({most} days), "
+                               f"so {runs} would fail each due one: give --days {most} or less, or --kind client {end}")
 
 
 def _refuse_days_none_may_have(days: int | None, kind: str | None, ca_dir: Path | None, done: str) -> None:
