@@ -152,3 +152,33 @@ def test_a_days_longer_than_a_server_may_live_without_kind_is_one_usage_error(du
     end = openssl("x509", "-in", str(tmp_path / "bob" / "cert.pem"), "-noout", "-enddate").stdout.decode()
     end = dt.datetime.strptime(end.strip().split("=", 1)[1], "%b %d %H:%M:%S %Y %Z").replace(tzinfo=dt.UTC)
     assert abs(end - dt.datetime.now(dt.UTC) - dt.timedelta(days=900)) < dt.timedelta(days=1), end
+
+
+def test_a_name_glob_equal_to_a_name_with_brackets_matches_that_name(due):  # noqa: F811
+    """`renew --expiring 10d --name 'bob[1]'` renewed bob1 (the glob's [1] is a class: one character, 1) and left the
+    certificate issued for bob[1] to expire, silently; `list --name 'bob[1]'` listed bob1 alone, and `renew 'bob[1]'`
+    (one certificate) renews bob[1]. A glob equal to a name now matches it too, in list, bulk renewal and the
+    timer's selection; a glob that matches by its class still matches (bob1)."""
+    tmp_path, secret, env = due
+    for name in ("bob[1]", "bob1", "Device [lab]", "Device l", "carol"):
+        run_certkit("issue-client", name, "--days", "5", "--passphrase-file", secret, "--out", tmp_path / name[-4:],
+                    cwd=tmp_path, env=env, check=True)
+    for pattern, names in (("bob[1]", {"bob[1]", "bob1"}), ("BOB[1]", {"bob[1]", "bob1"}),
+                           ("device [lab]", {"Device [lab]", "Device l"}), ("bob[[]1]", {"bob[1]"}),
+                           ("carol", {"carol"})):
+        listed = json.loads(run_certkit("list", "--name", pattern, "--json", env=env, check=True).stdout)
+        assert {c["subject"][3:] for c in listed["certificates"]} == names, (pattern, listed["certificates"])
+    before = {f: serial_of(tmp_path / f) for f in ("b[1]", "bob1", "lab]", "ce l", "arol")}
+    proc = run_certkit("renew", "--expiring", "10d", "--name", "bob[1]", "--days", "30", "--passphrase-file", secret,
+                       "--json", cwd=tmp_path, env=env, subprocess=True)
+    data = json.loads(proc.stdout)
+    assert proc.returncode == 0 and data["renewed"] == 2 and proc.stderr == "", proc.stderr
+    after = {f: serial_of(tmp_path / f) for f in before}
+    assert {f for f in before if after[f] != before[f]} == {"b[1]", "bob1"}, after
+    assert "OK" in openssl("verify", "-CAfile", str(tmp_path / "b[1]" / "ca.pem"),
+                           str(tmp_path / "b[1]" / "cert.pem")).stdout.decode()
+    subject = openssl("x509", "-in", str(tmp_path / "b[1]" / "cert.pem"), "-noout", "-subject").stdout.decode()
+    assert "bob[1]" in subject, subject
+    again = run_certkit("renew", "--expiring", "10d", "--name", "Device [lab]", "--days", "30", "--passphrase-file",
+                        secret, cwd=tmp_path, env=env, subprocess=True)
+    assert again.returncode == 0 and again.stdout.startswith("Renewed 2 of 2"), again.stdout + again.stderr

@@ -191,7 +191,8 @@ def name_patterns(name: str) -> tuple[str, ...]:
 def name_match(pattern: str | tuple[str, ...], subject: str, names_json: str) -> bool:
     """Whether the glob ``pattern`` (lower case; or any of several: :func:`name_patterns`) matches one of the
     subject's attribute values or a SAN value (compared in NFC); used as an SQL function on SQLite and in
-    Python elsewhere. The subject as a whole (``cn=alice,o=lab``) is matched only by a pattern that names an
+    Python elsewhere. A pattern equal to a name matches it, glob or not (``bob[1]`` is the name bob[1], and the glob
+    that matches bob1). The subject as a whole (``cn=alice,o=lab``) is matched only by a pattern that names an
     attribute (holds ``=``): otherwise ``c*`` would match every ``CN=`` subject."""
     import fnmatch
     import unicodedata
@@ -216,7 +217,8 @@ def name_match(pattern: str | tuple[str, ...], subject: str, names_json: str) ->
     candidates = [c if c.isascii() else unicodedata.normalize("NFC", c) for c in candidates]
     if not all(p.isascii() for p in patterns):  # a glob in a label typed in Unicode ('bü*') meets U-labels
         candidates += [u for c in candidates if "xn--" in c and (u := _u_labels(c)) != c]
-    return any(fnmatch.fnmatchcase(c, p) for c in candidates for p in patterns)
+    # a name that holds a glob's brackets (CN=Device [lab]) matches itself too, not only what its [...] class matches
+    return any(c == p or fnmatch.fnmatchcase(c, p) for c in candidates for p in patterns)
 
 
 def _u_labels(value: str) -> str:
