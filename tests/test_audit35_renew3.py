@@ -8,6 +8,7 @@ import datetime as dt
 import json
 import os
 import re
+import shutil
 
 from test_audit29_wording3 import as_nobody, home, runner  # noqa: F401 (certkit run as the user nobody)
 from test_fleet_renew import fleet  # noqa: F401 (three bundles due within 30 days, a client among them)
@@ -182,3 +183,54 @@ def test_a_name_glob_equal_to_a_name_with_brackets_matches_that_name(due):  # no
     again = run_certkit("renew", "--expiring", "10d", "--name", "Device [lab]", "--days", "30", "--passphrase-file",
                         secret, cwd=tmp_path, env=env, subprocess=True)
     assert again.returncode == 0 and again.stdout.startswith("Renewed 2 of 2"), again.stdout + again.stderr
+
+
+def _cron_runs_twice(tmp_path, env, secret) -> None:
+    """Three servers due; the first run's --exec fails (exit 1, the bundles renewed); then a cron-like second run
+    (stdin /dev/null, no terminal), also after one renewed bundle folder is deleted by hand: nothing renewed, no
+    hook run, nothing said, exit 0."""
+    for name in ("a", "b", "c"):
+        run_certkit("issue-server", f"{name}.example", "--days", "5", "--out", tmp_path / name, "--passphrase-file",
+                    secret, env=env, check=True)
+    hook = f"echo ran >> {tmp_path / 'hooks'}; exit 4"
+    run = ["renew", "--expiring", "10d", "--days", "60", "--exec", hook, "--exec-once", f"touch {tmp_path / 'once'}",
+           "--passphrase-file", secret]
+    first = run_certkit(*run, env=env, cwd=tmp_path, subprocess=True, input="")
+    assert first.returncode == 1 and first.stdout.startswith("Renewed 3 of 3"), first.stdout + first.stderr
+    assert (tmp_path / "hooks").read_text().count("ran") == 3 and (tmp_path / "once").exists()
+    renewed = {name: serial_of(tmp_path / name) for name in ("a", "b", "c")}
+    (tmp_path / "once").unlink()
+    for step in ("again", "b deleted"):
+        if step == "b deleted":
+            shutil.rmtree(tmp_path / "b")
+        proc = run_certkit(*run, env=env, cwd=tmp_path, subprocess=True, input="")
+        assert (proc.returncode, proc.stdout, proc.stderr) == (0, "", ""), (step, proc.stdout + proc.stderr)
+        assert (tmp_path / "hooks").read_text().count("ran") == 3 and not (tmp_path / "once").exists(), step
+    assert {name: serial_of(tmp_path / name) for name in ("a", "c")} == {k: renewed[k] for k in ("a", "c")}
+    for name in ("a", "c"):
+        assert "OK" in openssl("verify", "-CAfile", str(tmp_path / name / "ca.pem"),
+                               str(tmp_path / name / "cert.pem")).stdout.decode()
+
+
+def test_a_second_cron_run_is_quiet_after_a_failed_hook_and_a_deleted_folder(due):  # noqa: F811
+    """Idempotence under cron (issue 13), checked: after a run whose --exec failed, and after a renewed bundle's
+    folder was deleted by hand, the next run renews nothing, runs no hook, prints nothing and exits 0. A due bundle
+    deleted before it was renewed is warned of on each run (exit 0: it would otherwise expire under a quiet cron
+    job, as docs/renew.md says), until it is let go (revoked)."""
+    tmp_path, secret, env = due
+    web = serial_of(tmp_path / "web")
+    shutil.rmtree(tmp_path / "web")  # the fixture's own bundle, due, deleted before any run: warned of each run
+    work = tmp_path / "w"
+    work.mkdir()
+    for _ in range(2):
+        proc = run_certkit("renew", "--expiring", "10d", "--passphrase-file", secret, env=env, cwd=work,
+                           subprocess=True, input="")
+        assert proc.returncode == 0 and proc.stdout == "" and proc.stderr.count("Warning: ") == 1, proc.stderr
+        assert "web.example.com) was not renewed" in proc.stderr, proc.stderr
+    run_certkit("revoke", web, "--reason", "cessationOfOperation", env=env, check=True)  # let go: warnings stop
+    _cron_runs_twice(work, env, secret)
+
+
+def test_a_second_cron_run_is_quiet_with_the_inventory_in_postgresql(pg_ca, tmp_path):
+    """The same with the inventory in a real PostgreSQL server."""
+    _cron_runs_twice(tmp_path, pg_ca, tmp_path / "pass")
