@@ -234,3 +234,75 @@ def test_a_second_cron_run_is_quiet_after_a_failed_hook_and_a_deleted_folder(due
 def test_a_second_cron_run_is_quiet_with_the_inventory_in_postgresql(pg_ca, tmp_path):
     """The same with the inventory in a real PostgreSQL server."""
     _cron_runs_twice(tmp_path, pg_ca, tmp_path / "pass")
+
+
+def _nobody_with_own_python(runner):  # noqa: F811
+    """The runner, with an interpreter nobody may also start again from certkit (a timer's line names
+    sys.executable: one reached through root's 0700 folder starts once under setpriv, not from a child)."""
+    import dataclasses
+    import subprocess
+    import sys
+
+    system = f"/usr/bin/python{sys.version_info.major}.{sys.version_info.minor}"
+    again = [runner.python, "-s", "-c", "import subprocess, sys; subprocess.run([sys.executable, '-c', ''], "
+                                        "check=True)"]
+    if subprocess.run([*runner.prefix, *again], capture_output=True, env=runner.env({})).returncode != 0:
+        if not os.path.exists(system):
+            import pytest
+
+            pytest.skip(f"no interpreter nobody may start again ({system})")
+        return dataclasses.replace(runner, python=system)
+    return runner
+
+
+def test_a_user_timer_and_its_crontab_line_as_the_user_nobody(runner, home):  # noqa: F811
+    """User-scope timers, as a real non-root user (issue 13; r31 and r32 left it untested): as nobody,
+    --install-timer --unit-dir writes user units (no HOME=, no network-online.target, 'systemctl --user' to finish)
+    that `systemd-analyze --user verify` accepts, and --remove-timer removes them; without systemd (this machine)
+    it prints the crontab line, and that line, run as cron runs it (/bin/sh, cron's few variables), renews what
+    is due, then, run again, renews nothing and prints nothing."""
+    import shutil
+    import subprocess
+
+    runner = _nobody_with_own_python(runner)
+    env = {"CERTKIT_CA_DIR": str(home / "ca")}
+    for args in (["init-ca", "--name", "Nobody CA", "--no-passphrase"], ["issue-server", "n.example", "--days", "20"]):
+        assert as_nobody(runner, home, "-m", "certkit", *args, **env).returncode == 0
+    units = home / "units"
+    made = as_nobody(runner, home, "-m", "certkit", "renew", "--install-timer", "--expiring", "10d", "--unit-dir",
+                     str(units), "--json", **env)
+    data = json.loads(made.stdout)
+    assert made.returncode == 0 and data["system"] is False and data["ok"] is True, made.stderr
+    assert all(c.startswith(("systemctl --user", "loginctl enable-linger nobody")) for c in data["todo"]), data
+    service = (units / "certkit-renew.service").read_text()
+    assert "HOME=" not in service and "network-online" not in service, service
+    assert {os.stat(p).st_uid for p in units.iterdir()} == {NOBODY}
+    if shutil.which("systemd-analyze"):
+        verify = subprocess.run(["setpriv", "--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups", "--",
+                                 "systemd-analyze", "--user", "verify", *map(str, sorted(units.iterdir()))],
+                                capture_output=True, text=True, env={"PATH": "/usr/bin:/bin", "HOME": str(home),
+                                                                     "XDG_RUNTIME_DIR": str(home)}, timeout=60)
+        assert verify.returncode == 0, verify.stdout + verify.stderr
+    gone = as_nobody(runner, home, "-m", "certkit", "renew", "--remove-timer", "--unit-dir", str(units), **env)
+    assert gone.returncode == 0 and os.listdir(units) == [], gone.stderr
+    if os.path.isdir("/run/systemd/system"):
+        return  # systemd runs this machine: the crontab line is --cron's, checked below all the same
+    cron = as_nobody(runner, home, "-m", "certkit", "renew", "--install-timer", "--expiring", "25d", "--days", "60",
+                     **env)
+    line = cron.stdout.strip()
+    assert cron.returncode == 0 and "no timer was written" in cron.stderr and len(cron.stdout.splitlines()) == 1
+    minute, hour, *stars, command = line.split(" ", 5)
+    assert stars == ["*", "*", "*"] and 0 <= int(minute) < 60 and 0 <= int(hour) < 24, line
+    before = serial_of(home / "n.example")
+    cron_env = {"HOME": str(home), "LOGNAME": "nobody", "SHELL": "/bin/sh", "PATH": "/usr/bin:/bin"}
+    for time in ("first", "again"):
+        ran = subprocess.run(["setpriv", "--reuid", str(NOBODY), "--regid", str(NOBODY), "--clear-groups", "--",
+                              "/bin/sh", "-c", command], cwd=home, env=cron_env, capture_output=True, text=True,
+                             stdin=subprocess.DEVNULL, timeout=120)
+        assert ran.returncode == 0, ran.stdout + ran.stderr
+        if time == "first":
+            assert ran.stdout.startswith("Renewed 1 of 1") and serial_of(home / "n.example") != before, ran.stdout
+        else:
+            assert (ran.stdout, ran.stderr) == ("", ""), ran.stdout + ran.stderr
+    assert "OK" in openssl("verify", "-CAfile", str(home / "ca" / "ca.pem"),
+                           str(home / "n.example" / "cert.pem")).stdout.decode()
