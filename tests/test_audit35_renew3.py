@@ -114,6 +114,11 @@ def test_a_path_option_the_user_may_not_read_is_refused_in_certkits_words(runner
          "Cannot read the file f: permission denied (its mode 0200); nothing was done."),
         (["sign-csr", "f"], "Cannot read the file f: permission denied (its mode 0200); nothing was done."),
         (["list", "--ca-dir", "c"], "Cannot read the folder c: permission denied (its mode 0300); nothing was done."),
+        # inspect and verify take a plain path (a certificate, a bundle folder): said as they say a read refused
+        (["inspect", "f"], "Cannot read the file f: Permission denied."),
+        (["verify", "f", "--purpose", "server"], "Cannot read the file f: Permission denied."),
+        (["inspect", "c"], "Cannot read c: permission denied."),
+        (["verify", "c", "--purpose", "client"], "Cannot read c: permission denied."),
     ]
     for args, said in cases:
         proc = as_nobody(runner, home, "-m", "certkit", *args, **ca)

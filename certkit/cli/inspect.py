@@ -12,7 +12,7 @@ from certkit.cli.common import CheckedPath, ExistingPath, Failed, ca_dir_option,
 
 # --- inspect ------------------------------------------------------------------------
 @click.command("inspect")
-@click.argument("path", type=click.Path(path_type=Path))
+@click.argument("path", type=click.Path(path_type=Path, readable=False))  # certkit says an unreadable one
 @json_option
 def inspect_(path, as_json):
     """Describe a certificate, CSR, CRL or bundle in plain words.
@@ -42,7 +42,7 @@ def inspect_(path, as_json):
 
 # --- verify -------------------------------------------------------------------------
 @click.command("verify")
-@click.argument("cert", type=click.Path(path_type=Path))
+@click.argument("cert", type=click.Path(path_type=Path, readable=False))  # certkit says an unreadable one
 @click.option("--purpose", type=click.Choice(["server", "client", "peer"]),
               help="The TLS role the certificate must be valid for (required); peer: both, as a cluster member's "
                    "certificate (certkit issue-peer) is used.")
