@@ -311,3 +311,27 @@ def test_a_user_timer_and_its_crontab_line_as_the_user_nobody(runner, home):  # 
             assert (ran.stdout, ran.stderr) == ("", ""), ran.stdout + ran.stderr
     assert "OK" in openssl("verify", "-CAfile", str(home / "ca" / "ca.pem"),
                            str(home / "n.example" / "cert.pem")).stdout.decode()
+
+
+def test_a_name_that_matches_only_other_kinds_is_warned_of(due):  # noqa: F811
+    """`renew --expiring 10d --kind client --name 'web*'` (web.example.com is a server) renewed nothing and said
+    nothing, exit 0; the timer installed with it said nothing either, and would renew nothing every night, where a
+    --name that matches no certificate at all is warned of (round 31). It is warned of now, in --json's notes
+    too, naming the kinds it does match; with the right --kind it renews."""
+    tmp_path, secret, env = due
+    said = ("Warning: --name 'web*' matches no client certificate of this CA yet, only server certificates "
+            "('certkit list --name' shows them), so nothing is renewed by --kind client with it.")
+    bulk = run_certkit("renew", "--expiring", "10d", "--kind", "client", "--name", "web*", "--passphrase-file",
+                       secret, cwd=tmp_path, env=env, subprocess=True, input="")
+    assert (bulk.returncode, bulk.stdout, bulk.stderr) == (0, "", said + "\n"), bulk.stderr
+    data = json.loads(run_certkit("renew", "--expiring", "10d", "--kind", "client", "--name", "web*", "--json",
+                                  cwd=tmp_path, env=env, check=True).stdout)
+    assert data["notes"] == [said.removeprefix("Warning: ")] and data["renewed"] == 0, data
+    timer = run_certkit("renew", "--install-timer", "--expiring", "10d", "--kind", "client", "--name", "web*",
+                        "--passphrase-file", secret, "--unit-dir", tmp_path / "units", cwd=tmp_path, env=env,
+                        subprocess=True)
+    assert timer.returncode == 0 and said in timer.stderr, timer.stderr
+    before = serial_of(tmp_path / "web")
+    right = run_certkit("renew", "--expiring", "10d", "--kind", "server", "--name", "web*", "--days", "60",
+                        "--passphrase-file", secret, cwd=tmp_path, env=env, subprocess=True)
+    assert right.returncode == 0 and "Warning" not in right.stderr and serial_of(tmp_path / "web") != before

@@ -123,7 +123,7 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, exp
         return cli_fleet.refuse_crontab_removal(ca_dir)
     if remove_timer:
         return cli_fleet.timer(False, renew_argv=[], **schedule)
-    said = _say_a_host_in_notation(pattern, ca_dir) if pattern is not None else []  # and in --json's "notes"
+    said = _say_a_host_in_notation(pattern, ca_dir, kind) if pattern is not None else []  # and in --json's "notes"
     if install_timer:
         _refuse_a_timer_that_renews_everything(renew_all, expiring, days, kind)
         argv = timer_argv(expiring, renew_all, kind, pattern, rekey, key_type, days, p12_password_file,
@@ -151,7 +151,7 @@ def renew(certificate, rekey, key_type, days, out, force, p12_password_file, exp
                **hooks)
 
 
-def _say_a_host_in_notation(pattern: str, ca_dir: Path | None) -> list[str]:
+def _say_a_host_in_notation(pattern: str, ca_dir: Path | None, kind: str | None = None) -> list[str]:
     """A --name that matches no certificate (a typo; or holding a host that does in a URL's, a port's or brackets'
     notation: etcd-1.cluster.internal:2380): said, where a timer that renews nothing would say nothing, every day."""
     from certkit.cli.common import warn
@@ -166,6 +166,11 @@ def _say_a_host_in_notation(pattern: str, ca_dir: Path | None) -> list[str]:
     elif not inventory.query(name=pattern, limit=1, damaged=[]):  # a typo: a timer would renew nothing, silently
         said.append(f"--name '{shown(pattern)}' matches no certificate of this CA yet ('certkit list' shows them; a "
                     "glob such as '*.example.com' matches several), so nothing is renewed by it.")
+    elif kind and not inventory.query(name=pattern, kind=kind, limit=1, damaged=[]):  # --kind client --name 'web*'
+        other = sorted({row["kind"] for row in inventory.query(name=pattern, damaged=[])} & set(LEAF_KINDS))
+        only = f", only {' and '.join(other)} certificates ('certkit list --name' shows them)" if other else ""
+        said.append(f"--name '{shown(pattern)}' matches no {kind} certificate of this CA yet{only}, so nothing is "
+                    f"renewed by --kind {kind} with it.")
     for note in said:
         warn(note)
     return said
