@@ -304,7 +304,7 @@ def export_folder(folder: str | Path, password: Secret, *, legacy: bool = False,
     """Write ``bundle.p12`` into an existing output folder; refuse to replace one without ``force``, and a
     certificate its CA (``ca_dir``, else $CERTKIT_CA_DIR or the per-user CA:
     :func:`~certkit.pkcs12_issuer.issuing_store`) revoked."""
-    from certkit.bundle import check_writable, settle_folder, write_bundle
+    from certkit.bundle import check_writable, settle_folder
     from certkit.pkcs12_issuer import issuing_store, refuse_revoked_export
     from certkit.vocabulary import check_bool, wrong_type
 
@@ -323,7 +323,42 @@ def export_folder(folder: str | Path, password: Secret, *, legacy: bool = False,
     bundle = read_bundle_folder(folder)
     refuse_revoked_export(issuing_store(bundle.cert, ca_dir, chain=bundle.chain), bundle.cert)
     data = pkcs12_bytes(bundle.private_key, bundle.cert, bundle.chain, password, legacy=legacy)
-    return write_bundle(folder, {P12_FILE: data}, force=force)[0]
+    return _put_p12(folder, data, force=force)
+
+
+def _put_p12(folder: Path, data: bytes, *, force: bool) -> Path:
+    """Write ``data`` as the bundle.p12 of ``folder``, the rest of the bundle untouched: a private temporary file in
+    the folder, renamed into place (over the old one only with ``force``). Never the folder swapped whole: an
+    export killed while writing left a copy of the bundle, its private key included, in a hidden folder beside it
+    that only a later write there removed (``certkit list`` and ``check`` did not, nor ``rm -r`` of the folder);
+    now it leaves at most its temporary file in the folder, which the next write there removes."""
+    import os
+
+    from certkit.atomic import fsync_dir, temporary_name, unlink_quietly
+    from certkit.bundle import bundle_error
+    from certkit.errors import OutputExists
+    from certkit.file_modes import mode_for, write_kept
+    from certkit.formats.placing import put_new
+    from certkit.testhooks import pause_at
+    from certkit.text import shown
+
+    path = folder / P12_FILE
+    tmp = path.with_name(temporary_name(P12_FILE))
+    try:
+        try:
+            write_kept(tmp, data, path, mode_for(P12_FILE, data))
+            pause_at("staged")
+            os.replace(tmp, path) if force else put_new(tmp, path)
+        except BaseException:
+            unlink_quietly(tmp)
+            raise
+    except FileExistsError:
+        raise OutputExists(f"{shown(path)} appeared while it was being written; nothing was replaced.",
+                           replaceable=False) from None
+    except OSError as exc:
+        raise bundle_error(folder, exc, "nothing was replaced (the bundle was left as it was)") from None
+    fsync_dir(folder)
+    return path
 
 
 def _spki(public_key) -> bytes:

@@ -10,7 +10,8 @@ on. The points, in the order a certificate is issued:
 - ``signed``: the certificate is signed, nothing recorded or written yet;
 - ``recorded``: the inventory holds the certificate, no file written yet;
 - ``staged``: the bundle is complete in a hidden temporary folder beside its
-  destination, not yet renamed into place (also in renew, before the swap; in
+  destination, not yet renamed into place (also in renew, before the swap; in ``export-p12``: its
+  bundle.p12 under a temporary name in the folder; in
   ``trust install|uninstall --java``: the keystore's changed copy, beside it; in ``trust install --system``:
   the anchor file written, the refresh not run yet);
 - ``swapped``: renew only: the new bundle is in place, the old one not yet deleted;

@@ -79,7 +79,7 @@ def place(tmp: Path, path: Path, *, force: bool, sync: bool) -> None:
         if force:
             os.replace(tmp, path)
         else:
-            _put_new(tmp, path)
+            put_new(tmp, path)
     except FileExistsError:
         unlink_quiet(tmp)
         raise OutputExists(f"{shown(path)} appeared while it was being written; nothing was replaced.",
@@ -101,7 +101,7 @@ _NO_LINKS = (errno.EPERM, errno.EOPNOTSUPP, getattr(errno, "ENOTSUP", errno.EOPN
 _RENAME_NOREPLACE = 1  # renameat2(2)'s flag: fail with EEXIST rather than replace
 
 
-def _put_new(tmp: Path, path: Path) -> None:
+def put_new(tmp: Path, path: Path) -> None:
     """Put ``tmp`` in place as ``path``, which must not exist: a hard link (fails if something appeared there
     meanwhile) and ``tmp`` removed; on a file system without hard links, a rename that replaces nothing
     (``renameat2(RENAME_NOREPLACE)``), else the name taken with ``O_EXCL`` first and then renamed over."""
