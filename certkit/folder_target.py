@@ -62,6 +62,9 @@ class FolderTarget(Target):
         self.replacing: str | None = None
         self.guard: Callable[[], None] | None = p12_guard(self) if p12 else None  # p12=True needs extra=
         self.foreign, self.ca_directories = None, ()
+        # What the folder is checked against the CA directories with as it is written: a batch's, fresh for each
+        # chunk (never its plan's cache, which would remember a folder a link has since sent elsewhere).
+        self.recheck_cache: dict | None = None
         self.removed: list[str] = []  # once written with force: the notes of the old bundle's files it removed
 
     def recheck(self) -> None:
@@ -104,7 +107,7 @@ class FolderTarget(Target):
 
         files = (own := issued.bundle_files()) | check_extra(self.extra(issued) if self.extra else None, own)
         if self.ca_directories:  # a link in it may have changed since the plan: never into a CA directory
-            check_output(self.given, self.ca_directories, what="output folder")
+            check_output(self.given, self.ca_directories, what="output folder", cache=self.recheck_cache)
         if self.force and self.replacing is None:  # read before the old bundle goes: said once it has
             self.foreign = foreign_replaced(issued.issuer_cert, self.given)
             removed = removed_files(self.given, files, self.replaces, keyed=issued.private_key is not None)

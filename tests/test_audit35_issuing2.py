@@ -17,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 
 from conftest import run_certkit
-from integrity_helpers import interrupt, spki, start_paused, temporaries_under
+from integrity_helpers import interrupt, listed, spki, start_paused, temporaries_under
 
 P12 = "p12-password-35"
 
@@ -72,3 +72,43 @@ def test_export_p12_killed_while_writing_leaves_no_copy_of_the_bundle_beside_its
     # the folder removed, no copy of its key is left anywhere
     subprocess.run(["rm", "-r", str(tmp_path / "web")], check=True)
     assert _key_copies(tmp_path, spki(key), tmp_path / "web") == []
+
+
+# --- 2. a batch's folders are checked against the CA directories again as they are written ---------------------
+def _tree(folder: Path) -> dict[str, bytes]:
+    """The CA directory's files but its inventory (and the lock of its bundle folders), which issuing changes."""
+    return {str(p.relative_to(folder)): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+            and not p.name.startswith(("inventory.sqlite3", ".certkit-bundles.lock"))}
+
+
+@pytest.mark.parametrize("jobs", ["1", "2"])
+@pytest.mark.parametrize("which", ["own", "another"])
+def test_a_batch_folder_sent_into_a_ca_directory_after_the_plan_is_refused_as_it_is_written(
+        ca_dir, ca_env, tmp_path, jobs, which):
+    """The --out-dir replaced by a link to a CA directory once the manifest was checked (at "recorded"): the batch
+    wrote its bundles, private keys and all, into the CA directory (ca/web, ca/api) and recorded them valid there;
+    issue-server checks its folder again as it writes it, the batch did not."""
+    from conftest import new_ca
+
+    other = tmp_path / "other"
+    other.mkdir()
+    if which == "another":
+        new_ca(other, "Another CA")  # (a CA directory certkit was not asked to use: never written either)
+    into = ca_dir if which == "own" else other / "ca"
+    before = _tree(into)
+    (tmp_path / "m.csv").write_text("kind,names,out\nserver,web.example,web\nserver,api.example,api\n")
+    (tmp_path / "out").mkdir()
+    proc = start_paused(["issue-batch", "m.csv", "--out-dir", "out", "--jobs", jobs], ca_env, tmp_path, "recorded",
+                        tmp_path / "pause")
+    (tmp_path / "out").rename(tmp_path / "planned")
+    (tmp_path / "out").symlink_to(into)
+    outcome = interrupt(proc, 0, tmp_path / "pause")  # (signal 0: the pause released, nothing sent)
+
+    assert outcome.returncode == 1 and "Traceback" not in outcome.stderr, outcome
+    lines = outcome.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error: The output folder out/"), lines
+    assert "never writes there" in lines[0] and "stopped after 0 bundles were written" in lines[0], lines
+    assert _tree(into) == before  # was: web/ and api/ with their privkey.pem among the CA's files
+    rows = listed(ca_env)
+    assert [r for r in rows if r["status"] == "valid" and r["kind"] != "ca"] == [], rows
+    run_certkit("check", env=ca_env, check=True)

@@ -80,10 +80,17 @@ def check_line(ca: "CA", line: BatchLine, out_dir: Path, *, force: bool, resume:
     return True
 
 
-def target(line: BatchLine, *, force: bool, sync: bool = True, cache: dict | None = None) -> "FolderTarget":
+def target(line: BatchLine, *, force: bool, sync: bool = True, cache: dict | None = None, ca: "CA | None" = None,
+           recheck: dict | None = None) -> "FolderTarget":
+    """The line's bundle folder; with ``ca``, a target to issue to (not only to check), whose folder is checked
+    again against ``ca``'s directories as it is written, with the chunk's ``recheck`` cache, as every issuing
+    command's is: a link put in its path since the plan never sends a bundle into a CA directory."""
     from certkit.issuing import FolderTarget
 
-    return FolderTarget(line.out, force=force, sync=sync, sweep=False, cache=cache)
+    folder = FolderTarget(line.out, force=force, sync=sync, sweep=False, cache=cache)
+    if ca is not None:
+        folder.ca_directories, folder.recheck_cache = tuple(ca.directories), recheck
+    return folder
 
 
 def check_manifest(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", key_type: str = "ecdsa-p256",

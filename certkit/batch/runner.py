@@ -270,13 +270,14 @@ class _Job(BatchSpec):
     def _issue_chunk(self, chunk: list[BatchLine], report: Callable[[dict], None]) -> None:
         from certkit.issuing import deliver_many, uninterrupted
 
-        items, kept = [], 0
+        items, kept, recheck = [], 0, {}  # (recheck: the chunk's folders as they are written, resolved afresh)
         for line in chunk:
             request = line.request()
             if self.resume and complete_bundle(self.ca, line, request):
                 kept += 1
                 continue
-            items.append((request, target(line, force=self.force, sync=self.sync == "file", cache=self.cache)
+            items.append((request, target(line, force=self.force, sync=self.sync == "file", cache=self.cache,
+                                          ca=self.ca, recheck=recheck)
                           if self.output is None
                           else self.output.target(line.name())))
         def done(deliveries: list) -> None:  # with Ctrl-C and SIGTERM held off (deliver_many's then)
