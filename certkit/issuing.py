@@ -362,15 +362,14 @@ def record(ca: "CA", items: Sequence[tuple[Request, Target]], issued: list["Issu
 
 def _note_other_kinds(ca: "CA", items, issued: list["IssuedCert"], before: list[str | None]) -> None:
     """Note, for each bundle ``--force`` replaced with a certificate of another kind (a peer's over a
-    server's), that the old certificate was replaced, not renewed: the inventory records the new one as
-    its successor (so that it is no longer due, its key gone), and ``list`` says "replaced"."""
-    from certkit.inventory.succession import other_kind_note
+    server's; ``list`` says "replaced", not renewed) or for other names, that the inventory records the new one as
+    its successor (so that it is no longer due, its key gone), and how to revoke the old one."""
+    from certkit.inventory.succession import replaced_note
 
     for i, old in enumerate(before):
-        if old is not None and items[i][0].renewed_from is None:
-            row = ca.inventory.get(old)
-            if row is not None and row["kind"] != issued[i].kind:
-                issued[i].notes.append(other_kind_note(row, issued[i].kind))
+        if old is not None and items[i][0].renewed_from is None and (row := ca.inventory.get(old)) is not None:
+            if (note := replaced_note(row, issued[i].kind, issued[i].facts.names)) is not None:
+                issued[i].notes.append(note)
 
 
 def _settle_after_failure(ca: "CA", items, issued, done: list[int], half: Path | None = None, failure=None) -> int:

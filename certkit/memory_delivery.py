@@ -257,7 +257,8 @@ def record_pending(inventory, entries: list, *, durable: bool = True) -> list[in
 
 def _other_kind(ca: "CA", issued: "IssuedCert", replaced: str | None) -> list[str]:
     """The note for a bundle of another kind that this write replaced (as the issuing pipeline's)."""
-    from certkit.inventory.succession import other_kind_note
+    from certkit.inventory.succession import replaced_note
 
     row = ca.inventory.get(replaced) if replaced is not None else None
-    return [other_kind_note(row, issued.kind)] if row is not None and row["kind"] != issued.kind else []
+    note = replaced_note(row, issued.kind, issued.facts.names) if row is not None else None
+    return [note] if note is not None else []

@@ -112,3 +112,57 @@ def test_a_batch_folder_sent_into_a_ca_directory_after_the_plan_is_refused_as_it
     rows = listed(ca_env)
     assert [r for r in rows if r["status"] == "valid" and r["kind"] != "ca"] == [], rows
     run_certkit("check", env=ca_env, check=True)
+
+
+# --- 3. --force over the bundle of a certificate for other names says so --------------------------------------
+def _serial_in(folder: Path) -> str:
+    from cryptography import x509
+
+    from integrity_helpers import serial_hex
+
+    return serial_hex(x509.load_pem_x509_certificate((folder / "cert.pem").read_bytes()))
+
+
+FORCED = {
+    "issue-server": (["issue-server", "web.example", "--out", "web"], ["issue-server", "api.example", "--out", "web",
+                                                                        "--force"]),
+    "issue-client": (["issue-client", "alice", "--out", "web"], ["issue-client", "bob", "--out", "web", "--force"]),
+    "sign-csr": (["issue-server", "web.example", "--out", "web"], ["sign-csr", "api.csr", "--server", "--out", "web",
+                                                                    "--force"]),
+    "issue-batch": (["issue-server", "web.example", "--out", "web"], ["issue-batch", "m.csv", "--force", "--jobs",
+                                                                       "1"]),
+}
+
+
+@pytest.mark.parametrize("command", list(FORCED))
+def test_force_over_the_bundle_of_other_names_says_the_old_certificate_stays_valid_with_its_key_gone(
+        ca_dir, ca_env, tmp_path, command):
+    """issue-server api.example --out web --force over web.example's bundle: the old certificate (valid, this CA's,
+    the same kind) lost its key without a word, and 'certkit list' then called it "renewed" by a certificate for
+    another name. A peer's over a server's was already said ("not renewed"); other names were not."""
+    first, forced = FORCED[command]
+    run_certkit(*first, cwd=tmp_path, env=ca_env, check=True)
+    old = _serial_in(tmp_path / "web")
+    subprocess.run(["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+                    "-keyout", str(tmp_path / "api.key"), "-out", str(tmp_path / "api.csr"),
+                    "-subj", "/CN=api.example"], check=True, capture_output=True)
+    (tmp_path / "m.csv").write_text("kind,names,out\nserver,api.example,web\n")
+    proc = run_certkit(*forced, cwd=tmp_path, env=ca_env)
+    assert proc.returncode == 0, proc.stderr
+    said = " ".join((proc.stdout + proc.stderr).split())
+    assert f"the bundle replaced held the {'client' if command == 'issue-client' else 'server'} certificate {old} for" \
+           in said, said
+    assert "with its key gone" in said and f"certkit revoke {old} --reason superseded" in said, said
+    new = _serial_in(tmp_path / "web")
+    rows = {r["serial"]: r for r in listed(ca_env)}
+    assert rows[old]["status"] == "valid" and rows[old]["renewed_by"] == new  # as the note says
+    check = subprocess.run(["openssl", "verify", "-CAfile", str(ca_dir / "ca.pem"),
+                            str(tmp_path / "web" / "cert.pem")], capture_output=True, text=True)
+    assert check.returncode == 0, check.stderr
+
+
+def test_force_over_a_bundle_of_the_same_names_adds_no_note(ca_dir, ca_env, tmp_path):
+    run_certkit("issue-server", "web.example", "www.example", "--out", "web", cwd=tmp_path, env=ca_env, check=True)
+    proc = run_certkit("issue-server", "www.example", "web.example", "--out", "web", "--force", cwd=tmp_path,
+                       env=ca_env)
+    assert proc.returncode == 0 and "the bundle replaced held" not in proc.stdout + proc.stderr, proc.stdout

@@ -139,6 +139,27 @@ def other_kind_note(row: dict, kind: str) -> str:
             f" certkit revoke {serial} --reason superseded")
 
 
+def replaced_note(row: dict, kind: str, names: list[str]) -> str | None:
+    """The note for ``--force`` over the bundle of ``row``, this CA's certificate, by a ``kind`` certificate for
+    ``names``: one of another kind (:func:`other_kind_note`), or of this kind for other names, which the inventory
+    records as renewed by the new one though it is for none of them, and which stays valid with its key gone; None
+    for the same kind and names (a renewal in all but the command)."""
+    if row["kind"] != kind:
+        return other_kind_note(row, kind)
+    if sorted(row["names"]) == sorted(names):
+        return None
+    serial = row["serial"]
+    return (f"{OTHER_KIND_NOTE} {kind} certificate {serial} for {_names_text(row['names'])}, not for "
+            f"{_names_text(names)}: the inventory records it as renewed by this certificate, and it stays valid until"
+            f" {moment_text(row['not_after'])} with its key gone; if no copy of it is in use, revoke it: certkit revoke"
+            f" {serial} --reason superseded")
+
+
+def _names_text(names: list[str]) -> str:
+    shown_names = ", ".join(names[:3]) or "no name"
+    return shown_names + (f" and {len(names) - 3} more" if len(names) > 3 else "")
+
+
 FOREIGN_NOTE = "the bundle replaced held certificate"  # how the note begins (a batch counts them)
 
 
