@@ -62,7 +62,18 @@ def alive(pid: int) -> bool:
         return False
     except PermissionError:  # someone else's live process
         return True
-    return True
+    return not zombie(pid)
+
+
+def zombie(pid: int) -> bool:
+    """Whether ``pid`` is a zombie: a process that died (killed) and that its parent has not reaped, which in a
+    container whose first process reaps no orphans it never is. Its pid answers signals; it writes nothing."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            stat = f.read()
+    except OSError:
+        return False
+    return stat[stat.rfind(b")") + 2:][:1] in (b"Z", b"X")  # (the name, field 2, may hold ')': after the last)
 
 
 # How long an entry that no one holds may be a live writer's though its pid names a live process: a writer holds

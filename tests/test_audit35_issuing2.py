@@ -166,3 +166,47 @@ def test_force_over_a_bundle_of_the_same_names_adds_no_note(ca_dir, ca_env, tmp_
     proc = run_certkit("issue-server", "www.example", "web.example", "--out", "web", "--force", cwd=tmp_path,
                        env=ca_env)
     assert proc.returncode == 0 and "the bundle replaced held" not in proc.stdout + proc.stderr, proc.stdout
+
+
+# --- 4. a killed writer its parent has not reaped (a zombie) is a dead writer -------------------------------------
+def _zombie_of(proc: subprocess.Popen) -> None:
+    """Kill ``proc`` (SIGKILL) and leave it unreaped, as a container's first process that reaps no orphans leaves a
+    killed batch worker: its pid answers kill(pid, 0) and /proc/PID/stat keeps its start time, state Z."""
+    import os
+    import time
+
+    os.kill(proc.pid, signal.SIGKILL)
+    deadline = time.monotonic() + 30
+    while True:  # never proc.poll() nor wait(): that would reap it
+        stat = Path(f"/proc/{proc.pid}/stat").read_bytes()
+        if stat[stat.rfind(b")") + 2:][:1] == b"Z":
+            return
+        assert time.monotonic() < deadline, stat
+        time.sleep(0.02)
+
+
+@pytest.mark.parametrize("point", ["recorded", "staged"])
+@pytest.mark.parametrize("command", ["issue-server", "renew"])
+def test_a_killed_writer_left_a_zombie_is_settled_by_the_next_command(ca_dir, ca_env, tmp_path, command, point):
+    """A writer killed and not reaped was taken for a live one: its row stayed pending (never valid, never
+    abandoned) and its staging folder, the private key in it, beside the bundle folder, for as long as the zombie
+    lasted (for ever under a container's init that reaps no orphans)."""
+    if command == "renew":
+        run_certkit("issue-server", "web.example", "--out", "web", cwd=tmp_path, env=ca_env, check=True)
+    before = _serial_in(tmp_path / "web") if command == "renew" else None
+    args = ["issue-server", "web.example", "--out", "web"] if command == "issue-server" else ["renew", "web"]
+    proc = start_paused(args, ca_env, tmp_path, point, tmp_path / "pause")
+    try:
+        _zombie_of(proc)
+        rows = listed(ca_env, "--status", "pending")
+        assert rows == [], rows  # was: the killed certificate, pending
+        assert not temporaries_under(tmp_path), temporaries_under(tmp_path)
+        valid = [r["serial"] for r in listed(ca_env) if r["kind"] != "ca"]
+        assert valid == ([before] if before else []), valid
+        again = run_certkit(*args, cwd=tmp_path, env=ca_env)
+        assert again.returncode == 0, again.stderr
+        verify = subprocess.run(["openssl", "verify", "-CAfile", str(ca_dir / "ca.pem"),
+                                 str(tmp_path / "web" / "cert.pem")], capture_output=True, text=True)
+        assert verify.returncode == 0, verify.stderr
+    finally:
+        proc.wait()

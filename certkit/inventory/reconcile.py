@@ -51,7 +51,8 @@ def _boot_id() -> str:
 
 
 def _start_time(pid: int) -> str | None:
-    """The start time of ``pid`` in clock ticks since boot (field 22 of /proc/PID/stat), None if gone."""
+    """The start time of ``pid`` in clock ticks since boot (field 22 of /proc/PID/stat), None if gone, "dead" if
+    a zombie."""
     try:
         with open(f"/proc/{pid}/stat", "rb") as f:
             stat = f.read()
@@ -61,6 +62,8 @@ def _start_time(pid: int) -> str | None:
         return "?"
     # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
     fields = stat[stat.rfind(b")") + 2:].split()
+    if fields[:1] in ([b"Z"], [b"X"]):  # a zombie (dead, not reaped: atomic.zombie) is no writer's start
+        return "dead"
     return fields[19].decode() if len(fields) > 19 else "?"
 
 
