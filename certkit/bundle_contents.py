@@ -124,7 +124,7 @@ def bundle_mismatch(folder: Path, cert) -> str | None:
     return None
 
 
-def of_another_kind(exc, folder: Path, kind: str):
+def of_another_kind(exc, folder: Path, kind: str, names: "list[str] | None" = None):
     """``exc``, the refusal of a folder that holds a bundle already, saying so when that bundle's certificate is of
     another kind than the ``kind`` to write there: 'pass --force' would replace a name's server certificate, and
     its key, with the peer (or client) certificate meant to go beside it (issue-server etcd-1, then issue-peer
@@ -140,10 +140,44 @@ def of_another_kind(exc, folder: Path, kind: str):
     except (OSError, ValueError, CertkitError):
         return exc
     theirs = leaf_kind(held)
-    if not exc.replaceable or theirs not in ("server", "client", "peer") or theirs == kind:
+    if not exc.replaceable or theirs not in ("server", "client", "peer"):
         return exc
+    if theirs == kind:
+        return _for_other_names(exc, held, kind, names)
     fix = f"give the {kind} certificate a folder of its own"
     return cli_worded(OutputExists(
         f"{str(exc).rstrip('.')}: a {theirs} certificate's bundle ({', '.join(eku_names(held) or [])}), which this "
         f"{kind} certificate would replace, key and all, so that whatever reads the folder would get another "
         f"purpose; {fix}.", count=exc.count), fix, f"{fix} with --out")
+
+
+def _for_other_names(exc, held, kind: str, names: "list[str] | None"):
+    """``exc``, saying so when the bundle there is of a ``kind`` certificate for other ``names``, none in common (as
+    :func:`certkit.vocabulary.san_entries` writes them): 'pass --force' would take its key from a certificate that
+    stays valid (the note --force gives then: :func:`certkit.inventory.succession.replaced_note`)."""
+    from certkit.errors import OutputExists, cli_worded
+    from certkit.inventory.succession import names_text
+    from certkit.vocabulary import san_entries
+
+    theirs = san_entries(held)
+    if not names or not theirs or set(theirs) & set(names):  # a name in common: the same host's, names changed
+        return exc
+    fix = f"give the certificate for {names_text(names)} a folder of its own"
+    return cli_worded(OutputExists(
+        f"{str(exc).rstrip('.')}: the bundle of a {kind} certificate for {names_text(theirs)}, which this one would "
+        f"replace, key and all, while it stays valid (whatever uses that bundle would lose its key); {fix}.",
+        count=exc.count), fix, f"{fix} with --out")
+
+
+def certified_names(identities, subject) -> list[str]:
+    """What a certificate is for, as :func:`_for_other_names` compares bundles and as
+    :func:`certkit.vocabulary.san_entries` writes it: its SAN entries (``identities``), else its subject (an
+    x509.Name, or the common name it is made of) as a directory name, which certkit's certificates then carry."""
+    if identities:
+        return [str(identity) for identity in identities]
+    if isinstance(subject, str):
+        from cryptography import x509
+        from cryptography.x509.oid import NameOID
+
+        subject = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject)])
+    return [f"DirName:{subject.rfc4514_string()}"] if subject is not None else []

@@ -97,9 +97,10 @@ class FolderTarget(Target):
                                                     p12=self.p12), force=self.force, replaces=self.replaces,
                            public_key=request.public_key, cache=self.cache)
         except OutputExists as exc:
-            from certkit.bundle_contents import of_another_kind
+            from certkit.bundle_contents import certified_names, of_another_kind
 
-            raise of_another_kind(exc, self.given, request.kind) from None
+            names = certified_names(request.identities, request.subject or request.common_name)
+            raise of_another_kind(exc, self.given, request.kind, names) from None
 
     def write(self, issued: "IssuedCert") -> list[Path]:
         from certkit.bundle import check_extra, write_bundle

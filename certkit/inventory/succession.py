@@ -149,13 +149,14 @@ def replaced_note(row: dict, kind: str, names: list[str]) -> str | None:
     if sorted(row["names"]) == sorted(names):
         return None
     serial = row["serial"]
-    return (f"{OTHER_KIND_NOTE} {kind} certificate {serial} for {_names_text(row['names'])}, not for "
-            f"{_names_text(names)}: the inventory records it as renewed by this certificate, and it stays valid until"
+    return (f"{OTHER_KIND_NOTE} {kind} certificate {serial} for {names_text(row['names'])}, not for "
+            f"{names_text(names)}: the inventory records it as renewed by this certificate, and it stays valid until"
             f" {moment_text(row['not_after'])} with its key gone; if no copy of it is in use, revoke it: certkit revoke"
             f" {serial} --reason superseded")
 
 
-def _names_text(names: list[str]) -> str:
+def names_text(names: list[str]) -> str:
+    """Up to three names, and how many more."""
     shown_names = ", ".join(names[:3]) or "no name"
     return shown_names + (f" and {len(names) - 3} more" if len(names) > 3 else "")
 
