@@ -222,12 +222,13 @@ def test_no_output_goes_over_a_file_holding_a_private_key(tmp_path: Path, held: 
 
 
 def test_an_earlier_output_holding_keys_is_still_replaced(tmp_path: Path) -> None:
-    """What --force is for: an output of these formats (this CA's or another's) is replaced, in any of them."""
+    """What --force is for: an earlier output of the same format (this CA's or another's) is replaced, in each of
+    them (round 35: not an output of another format, which its reader would no longer read)."""
     env = _env(tmp_path)
     run_certkit("init-ca", "--name", "Force CA", env=env, check=True)
-    out = tmp_path / "fleet.out"
-    run_certkit("issue-server", "q.example.com", "--format", "jsonl", "--out", out, env=env, check=True)
     for fmt in ("k8s", "tar", "jsonl"):
+        out = tmp_path / f"fleet-{fmt}.out"
+        run_certkit("issue-server", "q.example.com", "--format", fmt, "--out", out, env=env, check=True)
         run_certkit("issue-server", "q.example.com", "--format", fmt, "--out", out, "--force", env=env, check=True)
     rows = _rows(env)
     assert [r["renewed_from"] is not None for r in rows].count(True) == 3

@@ -113,6 +113,19 @@ def holds_a_whole_record(path: str | Path) -> bool:
     return next(_bundles_in(Path(path)), None) is not None
 
 
+def output_format(path: str | Path) -> str | None:
+    """The format of the output ``path`` holds (``jsonl``, ``k8s``: also Secrets in JSON, as kubectl writes them;
+    ``tar``), read up to its first whole certificate; None if it holds none (no output of these formats)."""
+    kinds: set[str] = set()
+    if next(_bundles_in(Path(path), kinds), None) is None:
+        return None
+    with open(path, "rb") as f:
+        head = f.read(512)
+    if len(head) == 512 and head[257:262] == b"ustar":
+        return "tar"
+    return "k8s" if "k8s" in kinds or not looks_like_json(head.removeprefix(_BOM)) else "jsonl"
+
+
 def _bundles_in(path: Path, kinds: set[str] | None = None) -> Iterator[tuple[bytes, bool]]:
     """Each whole bundle of the output file ``path``, read as a stream (memory stays flat for any size):
     its certificate's DER, and whether its key is there. ``kinds`` receives ``k8s`` for Secrets in JSON."""

@@ -22,22 +22,57 @@ def is_blank(path: Path) -> bool:
         return not f.read(_BLANK + 1).strip()
 
 
-def refuse_a_foreign_file(path: Path, text: str) -> None:
+def refuse_a_foreign_file(path: Path, text: str, fmt: str | None = None) -> None:
     """Refuse an existing ``path`` that holds something but no certificate certkit could have written there, even
-    with --force: --force replaces an earlier jsonl, k8s or tar output (its certificates recorded as replaced or
-    released), not a file of the user's that was named by mistake."""
+    with --force: --force replaces an earlier output of ``fmt`` (its certificates recorded as replaced or
+    released), not a file of the user's that was named by mistake, nor an output of another format (fleet.tar
+    made JSON lines: whatever unpacks it with tar would fail)."""
     from certkit.errors import CertkitError
-    from certkit.formats.reading import holds_a_whole_record
+    from certkit.formats.reading import output_format
 
     try:
-        if not path.is_file() or is_blank(path) or holds_a_whole_record(path):
+        if not path.is_file() or is_blank(path):
             return
+        found = output_format(path)
         size = os.stat(path).st_size
     except (OSError, CertkitError):
         return  # said by refuse_a_key_file: a file that cannot be read is refused there
+    if found is not None:
+        _refuse_another_format(found, fmt, f"{shown(text)} is", "write over it, even with --force",
+                               "Choose another file, or remove it first if you no longer need it.")
+        return
     raise UnsafeOutputPath(f"{shown(text)} holds {size} bytes and is no jsonl, k8s or tar output certkit wrote (no "
                            "certificate in it); certkit will not write over it, even with --force. Choose another "
                            "file, or remove it first if you no longer need it.")
+
+
+def refuse_mixed_append(stream, fmt: str) -> None:
+    """Refuse a jsonl or k8s output that standard output appends to a file holding an output of another format
+    (``--format jsonl >> secrets.yaml``): the file would be one that neither kubectl nor a JSON-lines reader
+    reads, while the inventory says its certificates were delivered."""
+    from certkit.errors import CertkitError
+    from certkit.formats.reading import output_format
+    from certkit.formats.recorded import appended_to
+
+    fd = appended_to(stream)
+    if fd is None:
+        return
+    try:  # opened anew for reading: standard output is open for writing only
+        found = output_format(f"/proc/self/fd/{fd}")
+    except (OSError, CertkitError):
+        return
+    _refuse_another_format(found, fmt, "Standard output is a file that already holds data (>>?); it is",
+                           "append to it", "Write this output to a new file (--out FILE, or > FILE).")
+
+
+_READERS = {"jsonl": "a JSON-lines reader (jq)", "k8s": "kubectl", "tar": "tar"}
+
+
+def _refuse_another_format(found: str | None, fmt: str | None, subject: str, act: str, advice: str) -> None:
+    if found is None or fmt is None or found == fmt:
+        return
+    raise UnsafeOutputPath(f"{subject} a {found} output, and this command writes {fmt}: certkit will not {act}, "
+                           f"or {_READERS[found]} would no longer read it. {advice}")
 
 
 def replaced_notes(path: Path | None, text: str) -> list[str]:

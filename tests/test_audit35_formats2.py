@@ -1,0 +1,115 @@
+"""Round 35, the one-output formats again (``--format jsonl|k8s|tar``; certkit/formats/), issue 13.
+
+1. An output of one format was written over, or appended to, an output of another: ``--format jsonl --out
+   fleet.tar --force`` replaced a tar archive by JSON lines (``tar -t`` then fails on fleet.tar), ``--format k8s
+   --force`` over a jsonl file, and ``--format jsonl >> secrets.yaml`` appended a JSON line to a Secret stream
+   (``kubectl apply -f secrets.yaml`` then fails to parse it), while the inventory said the certificates were
+   delivered. --force now replaces an earlier output of the same format only (or an empty file), and standard
+   output does not append jsonl or k8s to a file that holds an output of another format.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import assert_clean_error, require, run_certkit
+
+FORMATS = ("jsonl", "k8s", "tar")
+SUFFIX = {"jsonl": "jsonl", "k8s": "yaml", "tar": "tar"}
+
+
+def _csr(tmp_path, cn: str):
+    """A CSR made by openssl (its key beside it), as a requester makes one."""
+    subprocess.run([require("openssl"), "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+                    "-nodes", "-keyout", tmp_path / "k.pem", "-subj", f"/CN={cn}", "-out", tmp_path / "r.csr"],
+                   capture_output=True, check=True, timeout=60)
+    return tmp_path / "r.csr"
+
+
+def _commands(tmp_path, fmt: str) -> list[tuple[str, ...]]:
+    """Every command that writes a one-output file, writing ``fmt`` (without --out)."""
+    manifest = tmp_path / "fleet.csv"
+    manifest.write_text("kind,names\nserver,b1.example\nserver,b2.example\n")
+    commands = [("issue-server", "web.example", "--format", fmt),
+                ("issue-client", "alice", "--format", fmt),
+                ("issue-peer", "node1.example", "--format", fmt),
+                ("issue-batch", manifest, "--format", fmt),
+                ("issue-batch", manifest, "--format", fmt, "--jobs", "2")]
+    if fmt != "k8s":  # a Secret holds a key, which a certificate signed from a CSR has not here
+        commands.append(("sign-csr", _csr(tmp_path, "csr.example"), "--server", "--format", fmt))
+    return commands
+
+
+def _digest(path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _valid(env) -> int:
+    return json.loads(run_certkit("list", "--json", "--status", "valid", env=env, check=True).stdout)["total"]
+
+
+def _reads(fmt: str, path) -> bool:
+    """Whether the format's own reader takes the file whole: tar, a JSON-lines reader, a YAML stream."""
+    if fmt == "tar":
+        return subprocess.run([require("tar"), "-tf", path], capture_output=True, timeout=60).returncode == 0
+    if fmt == "jsonl":
+        return all(isinstance(json.loads(line), dict) for line in path.read_text().splitlines())
+    import yaml
+
+    return all(doc["kind"] == "Secret" for doc in yaml.safe_load_all(path.read_text()) if doc)
+
+
+@pytest.mark.parametrize("old", FORMATS)
+def test_force_never_replaces_an_output_of_another_format(tmp_path, ca_env, ca_dir, old):
+    earlier = tmp_path / f"earlier.{SUFFIX[old]}"
+    run_certkit("issue-server", "old.example", "--format", old, "--out", earlier, env=ca_env, check=True)
+    kept, valid = _digest(earlier), _valid(ca_env)
+    for new in (f for f in FORMATS if f != old):
+        for args in _commands(tmp_path, new):
+            for force in ((), ("--force",)):
+                ran = run_certkit(*args, "--out", earlier, *force, env=ca_env)
+                assert_clean_error(ran, f"{earlier} is a {old} output, and this command writes {new}")
+                assert "even with --force" in ran.stderr
+                assert _digest(earlier) == kept, args
+                assert _reads(old, earlier)
+                assert [p.name for p in tmp_path.iterdir() if p.name.startswith(".earlier")] == []
+    assert _valid(ca_env) == valid  # nothing issued
+    for args in _commands(tmp_path, old):  # the same format is still what --force replaces
+        done = run_certkit(*args, "--out", earlier, "--force", env=ca_env, check=True)
+        assert f"{earlier} was replaced: it was a {old} output" in done.stdout + done.stderr
+        assert _reads(old, earlier)
+
+
+def _appended(args, target, env):
+    """``certkit ARGS >> target`` in a real process (standard output a file opened to append)."""
+    with open(target, "ab") as out:
+        return subprocess.run([sys.executable, "-m", "certkit", *map(str, args)], stdout=out,
+                              stderr=subprocess.PIPE, text=True, env=env, timeout=120)
+
+
+@pytest.mark.parametrize("new", ("jsonl", "k8s"))
+def test_standard_output_never_appends_to_an_output_of_another_format(tmp_path, ca_env, ca_dir, new):
+    for old in (f for f in FORMATS if f != new):
+        earlier = tmp_path / f"earlier.{SUFFIX[old]}"
+        earlier.unlink(missing_ok=True)
+        run_certkit("issue-server", "old.example", "--format", old, "--out", earlier, env=ca_env, check=True)
+        kept, valid = _digest(earlier), _valid(ca_env)
+        for args in _commands(tmp_path, new):
+            ran = _appended(args, earlier, ca_env)
+            assert ran.returncode == 1 and "Traceback" not in ran.stderr, ran.stderr
+            assert ran.stderr.startswith(f"Error: Standard output is a file that already holds data (>>?); it is "
+                                         f"a {old} output, and this command writes {new}"), ran.stderr
+            assert len(ran.stderr.splitlines()) == 1, ran.stderr
+            assert _digest(earlier) == kept, args
+        assert _reads(old, earlier)
+        assert _valid(ca_env) == valid  # nothing delivered, nothing recorded valid
+    same = tmp_path / f"same.{SUFFIX[new]}"  # the same format still appends, each record readable
+    for host in ("a1.example", "a2.example"):
+        assert _appended(("issue-server", host, "--format", new), same, ca_env).returncode == 0
+    assert _reads(new, same)
+
