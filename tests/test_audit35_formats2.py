@@ -113,3 +113,45 @@ def test_standard_output_never_appends_to_an_output_of_another_format(tmp_path, 
         assert _appended(("issue-server", host, "--format", new), same, ca_env).returncode == 0
     assert _reads(new, same)
 
+
+def _cut_last_line_break(path) -> bytes:
+    """The file as an editor, ``printf '%s'`` or ``jq -j`` leaves it: its last line without its line break."""
+    data = path.read_bytes().rstrip(b"\n")
+    path.write_bytes(data)
+    return data
+
+
+@pytest.mark.parametrize("fmt", ("jsonl", "k8s"))
+def test_standard_output_never_joins_a_record_to_a_last_line_without_its_break(tmp_path, ca_env, ca_dir, fmt):
+    """2. ``>> FILE`` onto a file whose last line had no line break joined the new record to it: a jsonl file of
+    one unreadable line (both records lost to jq), a Secret stream whose last Secret's fields the new one took
+    over (kubectl applied one Secret of two). Such a file is now refused, and left as it was."""
+    earlier = tmp_path / f"earlier.{SUFFIX[fmt]}"
+    run_certkit("issue-server", "old.example", "--format", fmt, "--out", earlier, env=ca_env, check=True)
+    kept = _cut_last_line_break(earlier)
+    assert _reads(fmt, earlier)  # still whole: a last line without its break reads
+    valid = _valid(ca_env)
+    for args in _commands(tmp_path, fmt):
+        ran = _appended(args, earlier, ca_env)
+        assert ran.returncode == 1 and "Traceback" not in ran.stderr, ran.stderr
+        assert ran.stderr.startswith("Error: Standard output is a file whose last line has no line break (>>?)"), \
+            ran.stderr
+        assert len(ran.stderr.splitlines()) == 1, ran.stderr
+        assert earlier.read_bytes() == kept, args
+    notes = tmp_path / "notes.txt"  # any file: the record would join its last line
+    notes.write_bytes(b"issued for the lab")
+    ran = _appended(("issue-server", "n.example", "--format", fmt), notes, ca_env)
+    assert ran.returncode == 1 and notes.read_bytes() == b"issued for the lab", ran.stderr
+    assert _valid(ca_env) == valid
+    with open(earlier, "ab") as f:  # the line break given back: the record is appended, both read
+        f.write(b"\n")
+    assert _appended(("issue-server", "new.example", "--format", fmt), earlier, ca_env).returncode == 0
+    assert _reads(fmt, earlier)
+    if fmt == "jsonl":
+        assert [json.loads(line)["name"] for line in earlier.read_text().splitlines()] == ["old.example",
+                                                                                          "new.example"]
+    else:
+        import yaml
+
+        names = [doc["metadata"]["name"] for doc in yaml.safe_load_all(earlier.read_text()) if doc]
+        assert names == ["old.example", "new.example"]

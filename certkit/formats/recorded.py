@@ -314,7 +314,7 @@ def refuse_output_misfits(path: Path | None, text: str, inventory, fmt: str, str
     """For a one-output file at ``path`` (None: standard output, ``stream``): what no --force writes over
     (:func:`refuse_a_file_certkit_reads`, :func:`refuse_a_bundle_file`, :func:`refuse_a_key_file`), and a tar
     archive tar would not read (:func:`refuse_unreadable_tar`)."""
-    from certkit.formats.replaced import refuse_a_foreign_file, refuse_mixed_append
+    from certkit.formats.replaced import refuse_a_bad_append, refuse_a_foreign_file
 
     if path is not None:
         refuse_a_file_certkit_reads(path, text, inventory)
@@ -322,7 +322,7 @@ def refuse_output_misfits(path: Path | None, text: str, inventory, fmt: str, str
         refuse_a_key_file(path, text)
         refuse_a_foreign_file(path, text, fmt)
     elif fmt in ("jsonl", "k8s"):
-        refuse_mixed_append(stream, fmt)
+        refuse_a_bad_append(stream, fmt)
     if fmt == "tar":
         refuse_unreadable_tar(path, text, stream)
     elif fmt in _PLAIN:

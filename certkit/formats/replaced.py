@@ -46,10 +46,13 @@ def refuse_a_foreign_file(path: Path, text: str, fmt: str | None = None) -> None
                            "file, or remove it first if you no longer need it.")
 
 
-def refuse_mixed_append(stream, fmt: str) -> None:
-    """Refuse a jsonl or k8s output that standard output appends to a file holding an output of another format
-    (``--format jsonl >> secrets.yaml``): the file would be one that neither kubectl nor a JSON-lines reader
-    reads, while the inventory says its certificates were delivered."""
+def refuse_a_bad_append(stream, fmt: str) -> None:
+    """Refuse a jsonl or k8s output that standard output appends to a file it would break: one holding an output
+    of another format (``--format jsonl >> secrets.yaml``), or one whose last line has no line break (``printf
+    '%s'``, ``jq -j``, an editor), to which the first new record would be joined. Either way the file would be one
+    that jq or kubectl no longer reads whole, while the inventory says its certificates were delivered."""
+    import fcntl
+
     from certkit.errors import CertkitError
     from certkit.formats.reading import output_format
     from certkit.formats.recorded import appended_to
@@ -58,11 +61,20 @@ def refuse_mixed_append(stream, fmt: str) -> None:
     if fd is None:
         return
     try:  # opened anew for reading: standard output is open for writing only
+        at_end = fcntl.fcntl(fd, fcntl.F_GETFL) & os.O_APPEND
+        end = os.fstat(fd).st_size if at_end else os.lseek(fd, 0, os.SEEK_CUR)
+        with open(f"/proc/self/fd/{fd}", "rb") as f:
+            last = os.pread(f.fileno(), 1, end - 1) if end > 0 else b"\n"
         found = output_format(f"/proc/self/fd/{fd}")
     except (OSError, CertkitError):
         return
     _refuse_another_format(found, fmt, "Standard output is a file that already holds data (>>?); it is",
                            "append to it", "Write this output to a new file (--out FILE, or > FILE).")
+    if last not in (b"\n", b""):
+        record = "JSON line" if fmt == "jsonl" else "Secret"
+        raise UnsafeOutputPath(f"Standard output is a file whose last line has no line break (>>?): the {record} "
+                               f"would be joined to that line, and {_READERS[fmt]} would read neither whole. Add "
+                               "the line break first (echo >> FILE), or write to a new file (--out FILE, or > FILE).")
 
 
 _READERS = {"jsonl": "a JSON-lines reader (jq)", "k8s": "kubectl", "tar": "tar"}
