@@ -155,3 +155,50 @@ def test_standard_output_never_joins_a_record_to_a_last_line_without_its_break(t
 
         names = [doc["metadata"]["name"] for doc in yaml.safe_load_all(earlier.read_text()) if doc]
         assert names == ["old.example", "new.example"]
+
+
+def _lines_said(message: str) -> set[int]:
+    """The manifest lines an interrupted batch says it wrote: '... those of manifest lines 3-7, 13-17. ...'."""
+    said = message.split("those of manifest lines ", 1)[1].split(".", 1)[0]
+    lines: set[int] = set()
+    for part in said.split(", "):
+        first, _, last = part.partition("-")
+        lines.update(range(int(first), int(last or first) + 1))
+    return lines
+
+
+@pytest.mark.parametrize("fmt", ("jsonl", "k8s"))
+@pytest.mark.parametrize("jobs", ("1", "2"))
+def test_an_interrupted_batch_names_the_lines_it_wrote_to_standard_output(tmp_path, ca_env, ca_dir, fmt, jobs):
+    """3. Interrupted while writing to standard output, a batch said "Rerun the manifest's remaining lines". With
+    --jobs 2 the chunks reach the stream as they are finished (lines 502-1001 before 2-501), so the lines after
+    the last one written are not those left to do. It now names the manifest lines it wrote, and exactly those
+    reached the reader."""
+    import signal
+    import time
+
+    manifest = tmp_path / "fleet.csv"
+    manifest.write_text("kind,names\n# the fleet\n" + "".join(f"server,h{n}.example\n" for n in range(300)))
+    env = {**ca_env, "CERTKIT_TEST_CHUNK_SIZE": "5"}
+    proc = subprocess.Popen([sys.executable, "-m", "certkit", "issue-batch", manifest, "--format", fmt,
+                             "--jobs", jobs], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, bufsize=0)
+    first = proc.stdout.read(1)  # writing has begun; unread, the pipe fills and the writers wait on it
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    out, err = first + out, err.decode()
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    assert err.startswith("Error: The batch was interrupted after ") and len(err.splitlines()) == 1, err
+    assert "Rerun its other lines." in err and "remaining lines" not in err, err
+    if fmt == "jsonl":
+        names = [json.loads(line)["name"] for line in out.decode().splitlines()]
+    else:
+        import yaml
+
+        names = [doc["metadata"]["name"] for doc in yaml.safe_load_all(out.decode()) if doc]
+    received = {int(name[1:].split(".")[0]) + 3 for name in names}  # h0 is line 3
+    assert len(received) == len(names) and 0 < len(names) < 300
+    assert f"after {len(names)} certificates were written to standard output" in err, err
+    assert _lines_said(err) == received, (err, sorted(received))
+    listed = json.loads(run_certkit("list", "--json", "--status", "valid", env=ca_env, check=True).stdout)
+    assert listed["total"] == len(names)  # the inventory says the same: those written are valid

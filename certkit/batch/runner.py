@@ -27,6 +27,7 @@ from certkit.batch.kept import complete_bundle
 from certkit.batch.manifest import BatchLine
 from certkit.batch.spool import Spool
 from certkit.batch.workers import can_fork, chunk_counter, claimer, die_with_parent, let_signals_in
+from certkit.batch.written import written_lines
 from certkit.errors import (
     CertkitError,
     Terminated,
@@ -64,6 +65,7 @@ class BatchResult:
     # what befell certificates while they were written (revoked meanwhile: delivered revoked), as marking said it
     marked: list[str] = field(default_factory=list)
     advised: dict[str, int] = field(default_factory=dict)  # the notes single issuance prints, each with its count
+    chunks: list[list[int]] = field(default_factory=list)  # each chunk written: [first line, last line, issued]
 
     def add(self, stats: dict) -> None:
         self.issued += stats.get("issued", 0)
@@ -73,6 +75,7 @@ class BatchResult:
         self.foreign += stats.get("foreign", [])
         self.removed += stats.get("removed", [])
         self.marked += stats.get("marked", [])
+        self.chunks += stats.get("chunks", [])
         for kind, n in stats.get("by_kind", {}).items():
             self.by_kind[kind] = self.by_kind.get(kind, 0) + n
         for note, n in stats.get("advised", {}).items():
@@ -241,8 +244,11 @@ def _stopped(result: BatchResult, how: str, output: "Output | None" = None) -> s
                 "certificate meant for it can be used (those recorded are marked abandoned, now or by the next "
                 "command that reaches the inventory). Run the same command again.")
     if output is not None:
-        return (f"The batch {how} after {_were(result.issued, 'certificate')} "
-                f"written to {output.describe()} and recorded. Rerun the manifest's remaining lines.")
+        lines = written_lines(result.chunks, result.issued)
+        which = f": those of manifest lines {lines}. Rerun its other lines." if lines else \
+            ". Rerun the manifest's remaining lines."
+        return f"The batch {how} after {_were(result.issued, 'certificate')} written to {output.describe()} and " \
+            f"recorded{which}"
     kept = f"; {result.kept} already complete were kept" if result.kept else ""
     recorded = "recorded" if not result.unmarked else (
         f"recorded ({result.unmarked} of them as pending only, until the next command reaches the inventory)")
@@ -294,7 +300,8 @@ class _Job(BatchSpec):
                     "capped": sum(any("capped" in n for n in d.notes) for d in deliveries),
                     "foreign": [n for d in deliveries for n in d.notes if n.startswith(FOREIGN_NOTE)],
                     "removed": [n for d in deliveries for n in d.notes if f" {REMOVED_NOTE} " in n],
-                    "marked": [n for d in deliveries for n in d.marked], "advised": advised})
+                    "marked": [n for d in deliveries for n in d.marked], "advised": advised,
+                    "chunks": [[chunk[0].line, chunk[-1].line, len(deliveries)]]})
 
         if items:
             # a single output is made durable once, when it is complete (Output.commit)
