@@ -202,3 +202,39 @@ def test_an_interrupted_batch_names_the_lines_it_wrote_to_standard_output(tmp_pa
     assert _lines_said(err) == received, (err, sorted(received))
     listed = json.loads(run_certkit("list", "--json", "--status", "valid", env=ca_env, check=True).stdout)
     assert listed["total"] == len(names)  # the inventory says the same: those written are valid
+
+
+def _bar_lines(shown: str, label: str) -> list[str]:
+    """Each drawing of the progress bar a terminal showed (escape sequences removed)."""
+    import re
+
+    plain = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]", "", shown)
+    return [part for line in plain.split("\n") for part in line.split("\r") if part.startswith(label)]
+
+
+@pytest.mark.parametrize("cols", (40, 60, 100))
+def test_progress_fits_the_terminal_when_standard_output_is_the_data(tmp_path, ca_env, ca_dir, cols):
+    """4. The progress bar is drawn on standard error, but click fitted it to standard output's terminal, else to
+    80 columns: with standard output the jsonl stream (``issue-batch --format jsonl | jq``) or a log (``renew
+    --all | tee``), every drawing was 80 wide, and on a 40- or 60-column terminal each redraw wrapped onto a new
+    line. It now fits standard error's terminal, n/total and the rate kept."""
+    from fleet_helpers import run_in_pty
+
+    manifest = tmp_path / "fleet.csv"
+    manifest.write_text("kind,names,out\n" + "".join(f"server,h{n}.example,h{n}\n" for n in range(40)))
+    env = {**ca_env, "CERTKIT_TEST_CHUNK_SIZE": "5"}
+    for fmt, jobs in (("jsonl", "1"), ("k8s", "2")):
+        code, shown, stdout = run_in_pty(["issue-batch", manifest, "--format", fmt, "--jobs", jobs], env=env,
+                                         cols=cols, stdout_tty=False)
+        assert code == 0, shown
+        drawn = _bar_lines(shown, "Issuing")
+        assert drawn and all(len(line.rstrip()) <= cols for line in drawn), (cols, drawn)
+        assert drawn[-1].rstrip().endswith("/s") and "40/40" in drawn[-1], drawn
+        assert "PRIVATE KEY" not in shown and "Issuing" not in stdout
+        assert stdout.count('"key": ' if fmt == "jsonl" else "tls.key: ") == 40  # every record, nothing else
+    run_certkit("issue-batch", manifest, "--out-dir", tmp_path / "bundles", env=ca_env, check=True)
+    code, shown, stdout = run_in_pty(["renew", "--all", "--kind", "server"], env=ca_env, cols=cols,
+                                     stdout_tty=False, cwd=tmp_path)
+    drawn = _bar_lines(shown, "Renewing")
+    assert code == 0 and drawn, shown + stdout
+    assert all(len(line.rstrip()) <= cols for line in drawn), (cols, [d for d in drawn if len(d.rstrip()) > cols])

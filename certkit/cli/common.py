@@ -358,10 +358,43 @@ def progress(length: int, label: str, *, decimals: int = 0):
         return f"{bar.pos / elapsed:,.{decimals}f}/s" if elapsed > 0 else None
 
     # width=0: the bar takes what the terminal leaves of its line, so n/total and the rate always fit (a fixed
-    # bar made lines of 85 characters at 10,000 certificates, each update a new line on an 80-column terminal)
-    with click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True, show_percent=True,
-                           item_show_func=rate, width=0) as bar:
-        yield lambda n: bar.update(n, n)
+    # bar made lines of 85 characters at 10,000 certificates, each update a new line on an 80-column terminal);
+    # the time left (00:01:05) only where it fits too: "Renewing  []  30/40   75%  00:00:00  29.7/s" is 44 wide
+    import shutil
+
+    with _measured_on_stderr():
+        needed = len(f"{label}  []  {length}/{length}  100%  00:00:00  {length * 100:,.{decimals}f}/s")
+        with click.progressbar(length=length, label=label, file=sys.stderr, show_pos=True, show_percent=True,
+                               show_eta=shutil.get_terminal_size().columns >= needed, item_show_func=rate,
+                               width=0) as bar:
+            yield lambda n: bar.update(n, n)
+
+
+@contextmanager
+def _measured_on_stderr():
+    """While a progress bar is drawn: the terminal's width as standard error's, where the bar is. click fits it to
+    shutil.get_terminal_size(), which measures standard output, else says 80 columns: with standard output the data
+    (``issue-batch --format jsonl | jq``, ``renew ... | tee log``), every line of the bar was 80 wide, and on a
+    narrower terminal each redraw wrapped onto a new line. $COLUMNS, when set, still decides."""
+    import shutil
+
+    measured = shutil.get_terminal_size
+
+    def on_stderr(fallback=(80, 24)):
+        if "COLUMNS" not in os.environ:
+            try:
+                size = os.get_terminal_size(sys.stderr.fileno())
+                if size.columns > 0:
+                    return size
+            except (OSError, ValueError, AttributeError):  # no terminal, or no descriptor (a test's stream)
+                pass
+        return measured(fallback)
+
+    shutil.get_terminal_size = on_stderr
+    try:
+        yield
+    finally:
+        shutil.get_terminal_size = measured
 
 
 def when(value) -> str:
