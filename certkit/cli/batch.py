@@ -237,10 +237,10 @@ def summary_head(result, manifest: Path) -> str:
     from certkit.constants import LEAF_KINDS
     from certkit.text import shown
 
-    kinds = ", ".join(f"{result.by_kind[k]} {k}" for k in LEAF_KINDS if result.by_kind.get(k)) or "none"
+    kinds = ", ".join(f"{result.by_kind[k]:,} {k}" for k in LEAF_KINDS if result.by_kind.get(k)) or "none"
     source = STDIN if str(manifest) == "-" else shown(manifest)
     return (f"Issued {_counted(result.issued, 'certificate')} ({kinds}) from {source} in {result.seconds:.2f} s "
-            f"({result.per_second:.0f}/s)")
+            f"({result.per_second:,.0f}/s)")  # grouped as the progress bar's rate and list's counts
 
 
 def summary_notes(result) -> list[str]:
@@ -273,7 +273,7 @@ def summary_notes(result) -> list[str]:
 
 
 def _counted(count: int, noun: str) -> str:
-    return f"{count} {noun}{'s' if count != 1 else ''}"
+    return f"{count:,} {noun}{'s' if count != 1 else ''}"
 
 
 def _output(fmt: str, out: Path | None, force: bool, resume: bool, sync: str, as_json: bool):
