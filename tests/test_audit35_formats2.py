@@ -258,3 +258,24 @@ def test_a_batch_summary_groups_its_numbers_as_the_progress_bar_does(tmp_path, c
         data = json.loads(run_certkit("issue-batch", manifest, "--format", fmt, *out, "--force", "--json",
                                       env=ca_env, check=True).stdout)
         assert data["issued"] == 1200, data
+
+
+@pytest.mark.parametrize("cols", (36, 40, 50, 60, 200))
+def test_list_on_a_narrow_terminal_keeps_the_names(tmp_path, ca_env, ca_dir, cols):
+    """6. On a 40-column terminal ``list`` fitted its lines by cutting the NAMES column to nothing: each row read
+    "4EF9EE02…  server  valid   2027-06-23  …", no row saying which certificate it was. Where the names would get
+    fewer than 6 columns, the NOT AFTER column now gives way to them; from about 45 columns on (50: see
+    test_audit4_outputs), the table is as it was."""
+    from fleet_helpers import run_in_pty
+
+    manifest = tmp_path / "fleet.csv"
+    manifest.write_text("kind,names\nserver,api.example.com\nserver,db.example.com\nclient,backup-job\n")
+    run_certkit("issue-batch", manifest, "--format", "jsonl", "--out", tmp_path / "f.jsonl", env=ca_env, check=True)
+    code, shown, _ = run_in_pty(["list"], env=ca_env, cols=cols)
+    assert code == 0, shown
+    lines = [line for line in shown.splitlines() if line.strip()]
+    assert all(len(line) <= cols for line in lines), (cols, lines)
+    header, rows = lines[0], lines[1:4]
+    for name in ("api.example.com", "db.example.com", "backup-job"):  # (listed by serial, not in this order)
+        assert sum(name[:5] in row for row in rows) == 1, (cols, lines)
+    assert ("NOT AFTER" in header) == (cols >= 50), (cols, lines)

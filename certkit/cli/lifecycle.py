@@ -179,6 +179,8 @@ def _table(rows: list[dict], width: int | None) -> str:
             if width - fixed < 16 and widths[0] > 9:  # still narrow: 8 digits of a serial are enough
                 table = [(row[0] if i == 0 else row[0][:8] + "…", *row[1:]) for i, row in enumerate(table)]
                 widths[0] = 9
+            if width - sum(w + 2 for w in widths[:4]) < 6:  # the names cut to nothing: they say which certificate
+                widths[3] = -2  # it is, the date does not (list --expiring still chooses by it)
         else:
             widths[4] = max(12, min(widths[4], (width - fixed) // 2))
     lines = []
