@@ -198,7 +198,7 @@ def test_an_interrupted_batch_names_the_lines_it_wrote_to_standard_output(tmp_pa
         names = [doc["metadata"]["name"] for doc in yaml.safe_load_all(out.decode()) if doc]
     received = {int(name[1:].split(".")[0]) + 3 for name in names}  # h0 is line 3
     assert len(received) == len(names) and 0 < len(names) < 300
-    assert f"after {len(names)} certificates were written to standard output" in err, err
+    assert f"after {len(names):,} certificates were written to standard output" in err, err
     assert _lines_said(err) == received, (err, sorted(received))
     listed = json.loads(run_certkit("list", "--json", "--status", "valid", env=ca_env, check=True).stdout)
     assert listed["total"] == len(names)  # the inventory says the same: those written are valid

@@ -156,7 +156,7 @@ def issue_batch(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".", ke
                            f" written to {output.describe()} and recorded.", result, signum) from None
     except BaseException as exc:
         if output is not None and output.placed and not output.complete:  # in place: nothing to give up
-            count = f"{result.issued} certificate{'s' if result.issued != 1 else ''}"
+            count = f"{result.issued:,} certificate{'s' if result.issued != 1 else ''}"
             raise BatchStopped(f"{without_advice(exc) if isinstance(exc, CertkitError) else in_words(exc)} "
                                f"{output.describe()} was written whole ({count}); they stay pending "
                                "until the next certkit command reaches the inventory and records them as issued, so "
@@ -249,15 +249,15 @@ def _stopped(result: BatchResult, how: str, output: "Output | None" = None) -> s
             ". Rerun the manifest's remaining lines."
         return f"The batch {how} after {_were(result.issued, 'certificate')} written to {output.describe()} and " \
             f"recorded{which}"
-    kept = f"; {result.kept} already complete were kept" if result.kept else ""
+    kept = f"; {result.kept:,} already complete were kept" if result.kept else ""
     recorded = "recorded" if not result.unmarked else (
-        f"recorded ({result.unmarked} of them as pending only, until the next command reaches the inventory)")
+        f"recorded ({result.unmarked:,} of them as pending only, until the next command reaches the inventory)")
     return (f"The batch {how} after {_were(result.issued, 'bundle')} written and "
             f"{recorded}{kept}. Rerun the same command with --resume to finish it.")
 
 
 def _were(count: int, noun: str) -> str:
-    return f"1 {noun} was" if count == 1 else f"{count} {noun}s were"
+    return f"1 {noun} was" if count == 1 else f"{count:,} {noun}s were"  # grouped, as the summary and list write it
 
 
 @dataclass
