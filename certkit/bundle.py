@@ -50,7 +50,13 @@ from certkit.atomic import (
     write_new_file,
     writer_gone,
 )
-from certkit.bundle_contents import bundle_mismatch, leftovers, of_another_kind, refuse_unreadable_cert  # noqa: F401
+from certkit.bundle_contents import (  # noqa: F401
+    bundle_mismatch,
+    certified_names,
+    leftovers,
+    of_another_kind,
+    refuse_unreadable_cert,
+)
 from certkit.bundle_journal import refuse_irregular, refuse_unsettled
 from certkit.constants import BUNDLE_FILES, CERT_FILE, CHAIN_FILE, KEY_FILE, P12_FILE
 from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath

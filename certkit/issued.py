@@ -201,7 +201,7 @@ class IssuedCert:
                 if planned is not None:
                     self.recorder.undo(self, planned, type(exc).__name__ == "HalfWritten")
                 if isinstance(exc, OutputExists):  # a bundle of another kind is said as such
-                    from certkit.bundle_contents import certified_names
+                    from certkit.bundle import certified_names
 
                     names = certified_names(self.identities, self.subject or self.cert.subject)
                     raise of_another_kind(exc, Path(folder), self.kind, names) from None
