@@ -104,9 +104,16 @@ P521_PEER_NOTE = (f"a P-521 key in a peer certificate: {PEERS_TESTED} accept it 
                   "(of browsers, Chrome would not, but no browser reads a peer certificate)")
 
 
+# The services that read a client certificate, as run on loopback demanding one (etcd 3.4's client listener, Go;
+# Redis 7, OpenSSL; a JDK 17 JSSE server): a browser only ever presents one, and verifies no client's chain.
+SERVICES_TESTED = "etcd (Go), Redis (OpenSSL) and Java 17's JSSE"
+
+
 def ed25519_note_of(public_key, chain_ed25519: bool, kind: str | None = None) -> str | None:
     """:func:`ed25519_note`, with whether the chain holds an Ed25519 key known (a CA knows it of its own); of a
-    ``kind`` "peer" certificate, what cluster software does with it."""
+    ``kind`` "peer" certificate, what cluster software does with it; of a "client" one, what services do."""
+    if kind == "client":
+        return _client_ed25519_note(public_key, chain_ed25519)
     if kind == "peer" and not chain_ed25519 and _is_ed25519(public_key):
         return (f"an Ed25519 key in a peer certificate: {PEERS_TESTED} accept it on both sides of a connection; "
                 "a member on another TLS stack must support Ed25519 signatures in TLS too")
@@ -120,6 +127,17 @@ def ed25519_note_of(public_key, chain_ed25519: bool, kind: str | None = None) ->
         return ("an Ed25519 key works with OpenSSL-based peers, and cryptography's verifier accepts it under this "
                 "CA, but browsers (Chrome, Firefox) do not take Ed25519 in a TLS handshake: give browsers an RSA "
                 "or ECDSA certificate")
+    return None
+
+
+def _client_ed25519_note(public_key, chain_ed25519: bool) -> str | None:
+    if chain_ed25519:
+        return (f"this CA (or a CA above it) has an Ed25519 key: {SERVICES_TESTED} accept a client certificate it "
+                "signs, but web-PKI verifiers (cryptography's) refuse every certificate under it")
+    if _is_ed25519(public_key):
+        return (f"an Ed25519 key in a client certificate: {SERVICES_TESTED} accept it from a client, and "
+                "cryptography's verifier under this CA, but browsers (Chrome, Firefox) cannot present it: they do not "
+                "take Ed25519 in a TLS handshake, so give a person's browser an RSA or ECDSA certificate")
     return None
 
 
