@@ -4,6 +4,8 @@
    "OpenSSL-based peers"; under an Ed25519 CA it said browsers (Chrome) refuse every certificate under it, though a
    browser verifies no client's chain. The services that read a client certificate (etcd's client listener, Go;
    Redis, OpenSSL; a JDK 17 JSSE server) accept both, as run here.
+2. docs/peers.md said what etcd does with a server certificate in a peer certificate's place, not with a client
+   certificate there: the cluster never forms either, and the log says why on the connecting side.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from __future__ import annotations
 import datetime
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
@@ -203,3 +206,60 @@ def test_cryptographys_client_verifier_does_as_the_notes_say(clients):
     assert verify(root / "ed25519").chain  # accepted under this (ECDSA) CA
     with pytest.raises(VerificationError, match="Forbidden public key algorithm"):
         verify(root / "edca")
+
+
+# --- 2. docs/peers.md: a client certificate in a peer certificate's place, run in etcd ---------------------------
+PROBER_KEY_USAGE = "x509: certificate specifies an incompatible key usage"
+
+
+def _log_lines(member) -> list[dict]:
+    import json
+
+    log = member.log
+    return [json.loads(line) for line in log[:log.rfind("\n") + 1].splitlines() if line.startswith("{")]
+
+
+def test_client_certificates_as_peer_certificates_do_not_form_a_cluster(tmp_path):
+    """issue-client certificates (DNS:localhost, the members' host) as etcd 3.4's --peer-cert-file: every member
+    refuses the others as servers (the prober's line docs/peers.md shows) and is refused, no leader is elected;
+    certkit verify --purpose peer says it first."""
+    import re
+
+    from test_peers_etcd import MEMBERS, Etcd
+
+    env = new_ca(tmp_path, "certkit round 36 etcd CA")
+    for member in MEMBERS:
+        run_certkit("issue-client", f"{member}.cluster.internal", "--dns", "localhost", "--out",
+                    tmp_path / f"{member}-client", env=env, check=True)
+        run_certkit("issue-server", f"{member}.cluster.internal", "localhost", "127.0.0.1", "--out",
+                    tmp_path / f"{member}-server", env=env, check=True)
+    run_certkit("issue-client", "etcdctl", "--out", tmp_path / "etcdctl", env=env, check=True)
+    verified = run_certkit("verify", tmp_path / "etcd-1-client", "--purpose", "peer", env=env)
+    assert verified.returncode == 1 and "as a server: this is a client certificate: it has no serverAuth usage" \
+        in verified.stderr, verified
+    (tmp_path / "run").mkdir()
+    etcd = Etcd(tmp_path / "run", tmp_path)
+    try:
+        members = etcd.start(MEMBERS, peer_cert="client", client_cert="server", hosts=("localhost",) * 3)
+        started = time.monotonic()
+        while not all(any(r.get("msg") == "prober detected unhealthy status" and r.get("error") == PROBER_KEY_USAGE
+                          for r in _log_lines(m)) for m in members):
+            etcd.check_running()
+            assert time.monotonic() < started + 60, "\n".join(m.log[-2000:] for m in members)
+            time.sleep(0.2)
+        time.sleep(max(0.0, started + 3 - time.monotonic()))
+        put = etcd.ctl(members[0], "put", "greeting", "never stored")
+        assert put.returncode != 0, put
+        for m in members:
+            lines = _log_lines(m)
+            assert not any(r.get("msg") == "elected leader" for r in lines), m.log
+            x509 = {r["error"] for r in lines if "x509" in r.get("error", "")}
+            assert x509 == {PROBER_KEY_USAGE}, x509  # the purpose, nothing else (no name, no chain)
+            assert any(r.get("msg") == "rejected connection" and r.get("error") == "remote error: tls: bad certificate"
+                       for r in lines), m.log[-2000:]
+        shown = re.findall(r"<!-- run by: tests/test_audit36_peers3.py -->\n```\n(.*?)\n```",
+                           (Path(__file__).parent.parent / "docs" / "peers.md").read_text(encoding="utf-8"), re.S)
+        pattern = ".*".join(re.escape(part) for part in shown[0].split("..."))
+        assert any(re.fullmatch(pattern, line) for m in members for line in m.log.splitlines()), shown
+    finally:
+        etcd.stop()
