@@ -166,7 +166,7 @@ def test_a_batch_line_of_another_kind_over_a_bundle_is_recorded_replaced_as_its_
     `advice` (a note the page's list of advice did not name). The page now says both; here, as it says."""
     page = " ".join((REPO / "docs" / "issue-batch.md").read_text(encoding="utf-8").split())
     assert "recorded as renewed, or as replaced when the line issues another kind, a note in `advice`" in page
-    assert "a bundle of another kind that `--force` replaced, whose certificate stays valid" in page
+    assert "a bundle of another kind or for other names that `--force` replaced, whose certificate stays valid" in page
     run_certkit("issue-server", "web", "--out", tmp_path / "b" / "web", env=ca_env, check=True)
     run_certkit("issue-server", "same", "--out", tmp_path / "b" / "same", env=ca_env, check=True)
     (tmp_path / "m.csv").write_text("kind,names,out\npeer,web,web\nserver,same,same\n")
