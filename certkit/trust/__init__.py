@@ -216,6 +216,8 @@ def status(anchor: Anchor | None, stores: Iterable[Store]) -> list[StoreResult]:
             outcome = "trusted"
             notes.append("certkit did not add that entry (it installs the root above it): certkit trust uninstall "
                          "leaves it")
+        elif state.current is None and state.same_key_trusted():
+            outcome = "trusted"  # through another certificate of its name and key: the store's note names it
         else:
             outcome = "incomplete" if state.pending else "trusted" if state.current else "not trusted"
         results.append(_by_hand(store, anchor, store.result(outcome, state.pending, state=state, notes=notes)))
@@ -265,8 +267,8 @@ def warnings(anchor: Anchor | None, results: Sequence[StoreResult], *,
     # not give (which status reports "trusted" too: a client reading the store accepts the CA either way).
     trusted_here = [r for r in results if r.trusted_here]
     # Whose entry of this CA --every-certkit-ca would meet: certkit's own (it goes too), only others' (they stay).
-    this_ca = "certkit" if any(r.state is not None and r.state.current is not None for r in results) \
-        else "others" if trusted_here else None
+    this_ca = "certkit" if any(r.state is not None and (r.state.current is not None or any(
+        e.ours for e in r.state.same_key_trusted())) for r in results) else "others" if trusted_here else None
     if anchor is not None and trusted_here:
         where, out = ", ".join(sorted({r.kind for r in trusted_here})), _take_out(trusted_here)
         if anchor.key_encrypted is False and anchor.intermediate is not None:
@@ -348,10 +350,15 @@ def _take_out(trusted: Sequence[StoreResult]) -> str:
     theirs = sorted({f"{shown(name)} in {shown(r.location)}" for r in trusted
                      for name in [*r.state.elsewhere, *r.state.intermediate]})
     by_hand = sorted({r.by_hand for r in trusted if r.by_hand})
+    # another certificate of this CA (the same name and key), which certkit trust uninstall leaves: each alone
+    same_key = sorted({e.remove_with or f"{shown(e.name)} in {shown(r.location)} with the store's own tool"
+                       for r in trusted for e in r.state.same_key_trusted()})
     ways = ["certkit trust uninstall"] if any(r.state.current is not None and not r.by_hand for r in trusted) else []
     if by_hand:  # certkit's copy where certkit does not take it out: the store's own command, which asks
         ways.append(f"{'; '.join(by_hand)} (certkit's copy in a store whose password certkit does not ask for; the "
                     "command asks for it)")
+    if same_key:
+        ways.append(f"the other certificates of this CA (the same name and key): {'; '.join(same_key)}")
     if theirs:
         ways.append(f"the entries certkit did not add ({'; '.join(theirs)}) with the store's own tool")
     return ", and ".join(ways) or "certkit trust uninstall"

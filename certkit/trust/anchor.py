@@ -129,6 +129,17 @@ class Anchor:
         return self.cert.public_bytes(Encoding.PEM)
 
     @property
+    def public_key_sha256(self) -> str:
+        """SHA-256 of the root's public key: another certificate of that key and subject is this CA to a client."""
+        from certkit.trust.tools import key_id
+
+        return key_id(self.cert)
+
+    @property
+    def subject(self) -> str:
+        return self.cert.subject.rfc4514_string()
+
+    @property
     def not_after(self) -> dt.datetime:
         return self.cert.not_valid_after_utc
 

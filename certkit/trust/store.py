@@ -40,6 +40,7 @@ class Found:
     # Why the store's clients do not trust it though it is there (an NSS entry without the C flag, a system-store
     # file not in the bundle yet): there, and certkit's, but no risk to anyone.
     not_trusted: str | None = None
+    key: str = ""  # SHA-256 of its public key (SubjectPublicKeyInfo), when it could be read
 
     def to_dict(self) -> dict:
         return {"name": self.name, "fingerprint_sha256": self.fingerprint, "subject": self.subject,
@@ -63,6 +64,13 @@ class StoreState:
     # This CA under names certkit did not give, there but not trusted to identify websites (an NSS entry without
     # the C flag): the store does not trust it, whatever "not trusted" alone would suggest of its contents.
     untrusted: list[str] = field(default_factory=list)
+    # Another certificate of this CA: the same subject and public key (a root made again from its key, by init-ca
+    # --reuse-key or openssl): a client that trusts it accepts what the CA signs, whichever certificate it holds.
+    same_key: list[Found] = field(default_factory=list)
+
+    def same_key_trusted(self) -> list[Found]:
+        """The certificates of :attr:`same_key` that the store's clients trust."""
+        return [e for e in self.same_key if e.not_trusted is None]
 
     def certkit_entries(self) -> list[Found]:
         """What certkit put into this store itself, hence may take out."""
@@ -95,7 +103,8 @@ class StoreResult:
     def trusted_here(self) -> bool:
         """Whether a client reading this store accepts what the CA directory signs, whoever added the entry."""
         state = self.state
-        return state is not None and (state.current is not None or bool(state.elsewhere or state.intermediate))
+        return state is not None and (state.current is not None or bool(state.elsewhere or state.intermediate
+                                                                         or state.same_key_trusted()))
 
     def to_dict(self) -> dict:
         state = self.state
@@ -107,6 +116,7 @@ class StoreResult:
             "elsewhere": list(state.elsewhere) if state else [],
             "intermediate_trusted_as": list(state.intermediate) if state else [],
             "untrusted_as": list(state.untrusted) if state else [],
+            "same_key_trusted_as": [e.name for e in state.same_key_trusted()] if state else [],
             "pending": state.pending if state else None,
             "removed": self.removed, "notes": self.notes, "aliases": self.aliases,
         }
@@ -176,6 +186,11 @@ class Store:
         for entry in state.older if state is not None else []:
             if entry.via is None:  # a copy that another store put here goes when it leaves that store
                 entry.remove_with = self.removal(entry)
+        for entry in state.same_key_trusted() if state is not None else []:
+            how = f"; take it out too to stop that: {entry.remove_with}" if entry.remove_with else ""
+            notes = [*notes, f"{entry.name} is another certificate of this CA (the same name and key), trusted "
+                             f"here: clients accept what the CA signs through it, with or without certkit's copy of "
+                             f"this certificate{how}"]
         return StoreResult(self.kind, self.label, self.location, outcome, reason, notes=[*self.notes, *notes],
                            aliases=list(self.aliases), java_reads=self.java_reads, **fields)
 
@@ -187,6 +202,7 @@ class Store:
 def sort_found(anchor: Anchor | None, entries: Iterable[Found], state: StoreState) -> StoreState:
     """Sort a store's certificates into ``state``: this CA's copy, other copies of it, the CA directory's
     own intermediate (trusted by hand), other certkit CAs."""
+    same = (anchor.public_key_sha256, anchor.subject) if anchor is not None else None  # its other certificates
     for entry in entries:
         if anchor is not None and entry.fingerprint == anchor.fingerprint:
             if entry.ours and entry.via is None and state.current is None:
@@ -195,6 +211,9 @@ def sort_found(anchor: Anchor | None, entries: Iterable[Found], state: StoreStat
                 state.elsewhere.append(entry.name)
         elif anchor is not None and entry.fingerprint and entry.fingerprint == anchor.intermediate_fingerprint:
             state.intermediate.append(entry.name)
-        elif entry.ours:
-            state.older.append(entry)
+        else:
+            if same is not None and entry.key and (entry.key, entry.subject) == same:
+                state.same_key.append(entry)
+            if entry.ours:
+                state.older.append(entry)
     return state

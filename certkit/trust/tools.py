@@ -134,6 +134,16 @@ def pem_blocks(data: bytes) -> list[bytes]:
     return [m.group(0) for m in _PEM_BLOCK.finditer(data) if pem_fingerprints(m.group(0))]
 
 
+def key_id(cert) -> str:
+    """SHA-256 of a certificate's public key (its SubjectPublicKeyInfo): the same in each certificate of one key."""
+    import hashlib
+
+    from cryptography.hazmat.primitives import serialization
+
+    spki = cert.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    return hashlib.sha256(spki).hexdigest()
+
+
 def describe_pem(name: str, data: bytes, *, ours: bool = True) -> Found:
     from cryptography import x509
 
@@ -142,6 +152,7 @@ def describe_pem(name: str, data: bytes, *, ours: bool = True) -> Found:
         return Found(name, "", "(no certificate in it)", None, ours)
     try:
         cert = x509.load_pem_x509_certificate(data)
-        return Found(name, fingerprints[0], cert.subject.rfc4514_string(), cert.not_valid_after_utc, ours)
+        return Found(name, fingerprints[0], cert.subject.rfc4514_string(), cert.not_valid_after_utc, ours,
+                     key=key_id(cert))
     except ValueError:
         return Found(name, fingerprints[0], "(unreadable certificate)", None, ours)

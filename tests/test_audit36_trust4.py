@@ -1,0 +1,85 @@
+"""Audit 36, trust: what a store trusts of a CA whose root was made again from its key.
+
+A root certificate made again with the same name and key (``init-ca --reuse-key`` with a token's key, or ``openssl
+x509 -signkey`` to extend a root's dates) is the same CA to every client: a certificate its key signs chains to the
+earlier root as well, which has the same subject and key. With the earlier root still trusted (certkit's copy of it,
+from an install before the renewal), ``trust status`` called the CA "not trusted", and ``trust uninstall`` said
+"removed" with no word that clients go on trusting the CA through it; the key warning was left out. Proven with NSS's
+own path building (vfychain) and OpenSSL: the store now says ``trusted`` through that certificate, names it
+(``same_key_trusted_as``) with the command that takes it out, and after that command the CA is not trusted.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+import subprocess
+from pathlib import Path
+
+from conftest import certkit_env, require, run_certkit
+from trust_helpers import nss_listing, nss_verifies
+
+
+def _trust(home: Path, ca: Path, *args: str) -> subprocess.CompletedProcess:
+    proc = run_certkit("trust", *args, "--nss", "--ca-dir", str(ca), env=certkit_env(HOME=str(home)))
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc
+
+
+def _renewed_from_its_key(ca: Path) -> None:
+    """ca.pem made again from the CA's own key: same subject and extensions, new serial and dates."""
+    subprocess.run(["openssl", "x509", "-in", str(ca / "ca.pem"), "-signkey", str(ca / "ca-key.pem"), "-days", "4000",
+                    "-set_serial", "0x5a5a5a5a5a5a5a5a", "-out", str(ca / "ca.pem.new")], check=True,
+                   capture_output=True, timeout=60)
+    (ca / "ca.pem.new").replace(ca / "ca.pem")
+
+
+def _store(proc: subprocess.CompletedProcess) -> dict:
+    assert proc.stdout.startswith("{"), proc.stdout + proc.stderr
+    (store,) = json.loads(proc.stdout)["stores"]
+    return store
+
+
+def test_a_root_made_again_from_its_key_is_trusted_through_the_earlier_one(tmp_path: Path) -> None:
+    require("certutil")
+    require("vfychain")
+    home, ca, db = tmp_path / "home", tmp_path / "ca", tmp_path / "home/.pki/nssdb"
+    db.mkdir(parents=True)
+    subprocess.run(["certutil", "-N", "-d", f"sql:{db}", "--empty-password"], check=True, timeout=60)
+    run_certkit("init-ca", "--ca-dir", ca, "--name", "Dev CA", "--permit-dns", "localhost", "--permit-ip",
+                "127.0.0.1/32", "--no-passphrase", check=True)
+    earlier = (ca / "ca.pem").read_bytes()
+    assert _trust(home, ca, "install").returncode == 0
+    old_nick = next(line.rsplit(None, 1)[0].strip() for line in nss_listing(db).splitlines() if "certkit-" in line)
+    _renewed_from_its_key(ca)
+    assert (ca / "ca.pem").read_bytes() != earlier
+    run_certkit("issue-server", "localhost", "--ca-dir", ca, "--out", tmp_path / "leaf", check=True)
+    leaf = tmp_path / "leaf/cert.pem"
+    # The real peers: NSS and OpenSSL accept what the CA signs through the earlier root alone.
+    assert nss_verifies(db, leaf).returncode == 0
+    (tmp_path / "earlier.pem").write_bytes(earlier)
+    assert subprocess.run(["openssl", "verify", "-CAfile", str(tmp_path / "earlier.pem"), str(leaf)],
+                          capture_output=True, timeout=60).returncode == 0
+
+    status = _trust(home, ca, "status", "--json")
+    assert status.returncode == 0
+    store = _store(status)
+    assert (store["outcome"], store["current"], store["same_key_trusted_as"]) == ("trusted", None, [old_nick])
+    text = _trust(home, ca, "status")
+    assert text.stdout.split("\n")[2].startswith("trusted  nss"), text.stdout
+    assert f"{old_nick} is another certificate of this CA (the same name and key)" in text.stdout
+    assert "is not encrypted" in text.stderr  # its key is trusted: the warning is given
+
+    # install adds the new root (the earlier one may expire first); uninstall takes it out and says the CA stays
+    assert _store(_trust(home, ca, "install", "--json"))["outcome"] == "added"
+    removed = _trust(home, ca, "uninstall", "--json")
+    store = _store(removed)
+    assert (store["outcome"], store["same_key_trusted_as"]) == ("removed", [old_nick])
+    (note,) = [n for n in store["notes"] if "another certificate of this CA" in n]
+    assert nss_verifies(db, leaf).returncode == 0
+    command = note.split("take it out too to stop that: ", 1)[1]
+    assert shlex.split(command)[:2] == ["certutil", "-D"]
+    subprocess.run(shlex.split(command), check=True, capture_output=True, timeout=60)
+    assert nss_verifies(db, leaf).returncode != 0
+    store = _store(_trust(home, ca, "status", "--json"))
+    assert (store["outcome"], store["same_key_trusted_as"]) == ("not trusted", [])
