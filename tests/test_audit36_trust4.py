@@ -11,27 +11,75 @@ own path building (vfychain) and OpenSSL: the store now says ``trusted`` through
 
 from __future__ import annotations
 
+import http.server
 import json
 import shlex
+import ssl
 import subprocess
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
+from test_audit20_trust import _java_env, _real_java_home
+from test_trust import java_client, untrusted  # noqa: F401
+
 from conftest import certkit_env, require, run_certkit
-from trust_helpers import nss_listing, nss_verifies
+from trust_helpers import keytool_listing, nss_listing, nss_verifies, private_java_home, run_trust_client
 
 
-def _trust(home: Path, ca: Path, *args: str) -> subprocess.CompletedProcess:
-    proc = run_certkit("trust", *args, "--nss", "--ca-dir", str(ca), env=certkit_env(HOME=str(home)))
+def _trust(home: Path, ca: Path, *args: str, store: str = "--nss", env=None) -> subprocess.CompletedProcess:
+    proc = run_certkit("trust", *args, store, "--ca-dir", str(ca), env=env or certkit_env(HOME=str(home)))
     assert "Traceback" not in proc.stderr, proc.stderr
     return proc
 
 
-def _renewed_from_its_key(ca: Path) -> None:
-    """ca.pem made again from the CA's own key: same subject and extensions, new serial and dates."""
+def _new_ca(ca: Path) -> bytes:
+    run_certkit("init-ca", "--ca-dir", ca, "--name", "Dev CA", "--permit-dns", "localhost", "--permit-ip",
+                "127.0.0.1/32", "--no-passphrase", check=True)
+    return (ca / "ca.pem").read_bytes()
+
+
+def _renewed_from_its_key(ca: Path, leaf: Path) -> None:
+    """ca.pem made again from the CA's own key (same subject and extensions, new serial and dates), and a server
+    certificate for localhost issued with it into ``leaf``."""
     subprocess.run(["openssl", "x509", "-in", str(ca / "ca.pem"), "-signkey", str(ca / "ca-key.pem"), "-days", "4000",
                     "-set_serial", "0x5a5a5a5a5a5a5a5a", "-out", str(ca / "ca.pem.new")], check=True,
                    capture_output=True, timeout=60)
     (ca / "ca.pem.new").replace(ca / "ca.pem")
+    run_certkit("issue-server", "localhost", "127.0.0.1", "--ca-dir", ca, "--out", leaf, check=True)
+
+
+def _taken_out_by(note: str, tool: str) -> None:
+    """The command the note names (after "take it out too to stop that: "), run."""
+    command = shlex.split(note.split("take it out too to stop that: ", 1)[1])
+    assert Path(command[0]).name == tool, command
+    subprocess.run(command, check=True, capture_output=True, timeout=120)
+
+
+@contextmanager
+def _server(leaf: Path) -> Iterator[int]:
+    """A loopback Python ssl server of ``leaf``'s certificate, answering 200."""
+
+    class Answer(http.server.BaseHTTPRequestHandler):
+        def do_GET(self) -> None:  # noqa: N802
+            self.send_response(200)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(leaf / "fullchain.pem", leaf / "privkey.pem")
+    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
+    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    try:
+        yield httpd.server_address[1]
+    finally:
+        httpd.shutdown()
+        httpd.server_close()
 
 
 def _store(proc: subprocess.CompletedProcess) -> dict:
@@ -46,14 +94,11 @@ def test_a_root_made_again_from_its_key_is_trusted_through_the_earlier_one(tmp_p
     home, ca, db = tmp_path / "home", tmp_path / "ca", tmp_path / "home/.pki/nssdb"
     db.mkdir(parents=True)
     subprocess.run(["certutil", "-N", "-d", f"sql:{db}", "--empty-password"], check=True, timeout=60)
-    run_certkit("init-ca", "--ca-dir", ca, "--name", "Dev CA", "--permit-dns", "localhost", "--permit-ip",
-                "127.0.0.1/32", "--no-passphrase", check=True)
-    earlier = (ca / "ca.pem").read_bytes()
+    earlier = _new_ca(ca)
     assert _trust(home, ca, "install").returncode == 0
     old_nick = next(line.rsplit(None, 1)[0].strip() for line in nss_listing(db).splitlines() if "certkit-" in line)
-    _renewed_from_its_key(ca)
+    _renewed_from_its_key(ca, tmp_path / "leaf")
     assert (ca / "ca.pem").read_bytes() != earlier
-    run_certkit("issue-server", "localhost", "--ca-dir", ca, "--out", tmp_path / "leaf", check=True)
     leaf = tmp_path / "leaf/cert.pem"
     # The real peers: NSS and OpenSSL accept what the CA signs through the earlier root alone.
     assert nss_verifies(db, leaf).returncode == 0
@@ -77,9 +122,34 @@ def test_a_root_made_again_from_its_key_is_trusted_through_the_earlier_one(tmp_p
     assert (store["outcome"], store["same_key_trusted_as"]) == ("removed", [old_nick])
     (note,) = [n for n in store["notes"] if "another certificate of this CA" in n]
     assert nss_verifies(db, leaf).returncode == 0
-    command = note.split("take it out too to stop that: ", 1)[1]
-    assert shlex.split(command)[:2] == ["certutil", "-D"]
-    subprocess.run(shlex.split(command), check=True, capture_output=True, timeout=60)
+    _taken_out_by(note, "certutil")
     assert nss_verifies(db, leaf).returncode != 0
     store = _store(_trust(home, ca, "status", "--json"))
     assert (store["outcome"], store["same_key_trusted_as"]) == ("not trusted", [])
+
+
+def test_a_java_store_trusts_a_root_made_again_from_its_key_through_the_earlier_one(
+        tmp_path: Path, java_client: Path) -> None:  # noqa: F811
+    home, ca = tmp_path / "home", tmp_path / "ca"
+    home.mkdir()
+    java_home = private_java_home(_real_java_home(), tmp_path)
+    env = _java_env(home, java_home)
+    _new_ca(ca)
+    assert _trust(home, ca, "install", store="--java", env=env).returncode == 0
+    cacerts = (java_home / "lib/security/cacerts").resolve()
+    (old_alias,) = [a for a in keytool_listing(cacerts, str(java_home / "bin/keytool")) if a.startswith("certkit-")]
+    _renewed_from_its_key(ca, tmp_path / "leaf")
+    with _server(tmp_path / "leaf") as port:
+        assert "HTTP 200" in run_trust_client(java_home, java_client, port).stdout  # JSSE: through the earlier root
+        store = _store(_trust(home, ca, "status", "--json", store="--java", env=env))
+        assert (store["outcome"], store["current"], store["same_key_trusted_as"]) == ("trusted", None, [old_alias])
+        store = _store(_trust(home, ca, "install", "--json", store="--java", env=env))
+        assert (store["outcome"], store["same_key_trusted_as"]) == ("added", [old_alias])
+        store = _store(_trust(home, ca, "uninstall", "--json", store="--java", env=env))
+        assert (store["outcome"], store["same_key_trusted_as"]) == ("removed", [old_alias])
+        assert "HTTP 200" in run_trust_client(java_home, java_client, port).stdout
+        (note,) = [n for n in store["notes"] if "another certificate of this CA" in n]
+        _taken_out_by(note, "keytool")
+        assert untrusted(run_trust_client(java_home, java_client, port).stdout)
+        store = _store(_trust(home, ca, "status", "--json", store="--java", env=env))
+        assert (store["outcome"], store["same_key_trusted_as"]) == ("not trusted", [])
