@@ -11,17 +11,13 @@ own path building (vfychain) and OpenSSL: the store now says ``trusted`` through
 
 from __future__ import annotations
 
-import http.server
 import json
 import shlex
-import ssl
 import subprocess
-import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 
 from test_audit20_trust import _java_env, _real_java_home
+from test_probe import openssl_server
 from test_trust import java_client, untrusted  # noqa: F401
 
 from conftest import certkit_env, require, run_certkit
@@ -57,29 +53,10 @@ def _taken_out_by(note: str, tool: str) -> None:
     subprocess.run(command, check=True, capture_output=True, timeout=120)
 
 
-@contextmanager
-def _server(leaf: Path) -> Iterator[int]:
-    """A loopback Python ssl server of ``leaf``'s certificate, answering 200."""
-
-    class Answer(http.server.BaseHTTPRequestHandler):
-        def do_GET(self) -> None:  # noqa: N802
-            self.send_response(200)
-            self.send_header("Content-Length", "0")
-            self.end_headers()
-
-        def log_message(self, *args: object) -> None:
-            pass
-
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.load_cert_chain(leaf / "fullchain.pem", leaf / "privkey.pem")
-    httpd = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Answer)
-    httpd.socket = context.wrap_socket(httpd.socket, server_side=True)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    try:
-        yield httpd.server_address[1]
-    finally:
-        httpd.shutdown()
-        httpd.server_close()
+def _server(leaf: Path):
+    """openssl s_server -www of ``leaf``'s certificate and chain on a free loopback port."""
+    return openssl_server("-cert", leaf / "cert.pem", "-cert_chain", leaf / "fullchain.pem", "-key",
+                          leaf / "privkey.pem")
 
 
 def _store(proc: subprocess.CompletedProcess) -> dict:
