@@ -16,6 +16,7 @@ import shlex
 import subprocess
 from pathlib import Path
 
+import pytest
 from test_audit20_trust import _java_env, _real_java_home
 from test_probe import openssl_server
 from test_trust import java_client, untrusted  # noqa: F401
@@ -105,16 +106,23 @@ def test_a_root_made_again_from_its_key_is_trusted_through_the_earlier_one(tmp_p
     assert (store["outcome"], store["same_key_trusted_as"]) == ("not trusted", [])
 
 
+@pytest.mark.parametrize("added_by", ["certkit", "hand"])
 def test_a_java_store_trusts_a_root_made_again_from_its_key_through_the_earlier_one(
-        tmp_path: Path, java_client: Path) -> None:  # noqa: F811
+        tmp_path: Path, java_client: Path, added_by: str) -> None:  # noqa: F811
     home, ca = tmp_path / "home", tmp_path / "ca"
     home.mkdir()
     java_home = private_java_home(_real_java_home(), tmp_path)
     env = _java_env(home, java_home)
+    keytool, cacerts = str(java_home / "bin/keytool"), (java_home / "lib/security/cacerts").resolve()
     _new_ca(ca)
-    assert _trust(home, ca, "install", store="--java", env=env).returncode == 0
-    cacerts = (java_home / "lib/security/cacerts").resolve()
-    (old_alias,) = [a for a in keytool_listing(cacerts, str(java_home / "bin/keytool")) if a.startswith("certkit-")]
+    if added_by == "certkit":
+        assert _trust(home, ca, "install", store="--java", env=env).returncode == 0
+        (old_alias,) = [a for a in keytool_listing(cacerts, keytool) if a.startswith("certkit-")]
+    else:  # imported by hand before the renewal, under a name of the user's
+        old_alias = "devca-2026"
+        subprocess.run([keytool, "-importcert", "-noprompt", "-alias", old_alias, "-file", str(ca / "ca.pem"),
+                        "-keystore", str(cacerts), "-storepass", "changeit"], check=True, capture_output=True,
+                       timeout=120)
     _renewed_from_its_key(ca, tmp_path / "leaf")
     with _server(tmp_path / "leaf") as port:
         assert "HTTP 200" in run_trust_client(java_home, java_client, port).stdout  # JSSE: through the earlier root
@@ -126,7 +134,12 @@ def test_a_java_store_trusts_a_root_made_again_from_its_key_through_the_earlier_
         assert (store["outcome"], store["same_key_trusted_as"]) == ("removed", [old_alias])
         assert "HTTP 200" in run_trust_client(java_home, java_client, port).stdout
         (note,) = [n for n in store["notes"] if "another certificate of this CA" in n]
-        _taken_out_by(note, "keytool")
+        if added_by == "certkit":
+            _taken_out_by(note, "keytool")
+        else:
+            assert "with the store's own tool, to stop that (certkit did not add it)" in note
+            subprocess.run([keytool, "-delete", "-alias", old_alias, "-keystore", str(cacerts), "-storepass",
+                            "changeit"], check=True, capture_output=True, timeout=120)
         assert untrusted(run_trust_client(java_home, java_client, port).stdout)
         store = _store(_trust(home, ca, "status", "--json", store="--java", env=env))
         assert (store["outcome"], store["same_key_trusted_as"]) == ("not trusted", [])

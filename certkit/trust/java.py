@@ -218,6 +218,7 @@ class JavaStore(Store):
         # A certkit alias carries its certificate's fingerprint: one of that form holding another certificate is
         # not certkit's doing, and is never counted (nor removed) as certkit's.
         wanted = {anchor.fingerprint, anchor.intermediate_fingerprint} - {None} if anchor is not None else set()
+        same = (anchor.public_key_sha256, anchor.subject) if anchor is not None else None
         entries = []
         for alias, chunk in self._aliases().items():
             # debian:certkit-....pem is the system store's copy (ca-certificates-java): reported, and
@@ -227,8 +228,10 @@ class JavaStore(Store):
             ours = named and carries_fingerprint(alias, pem_fingerprints(chunk))
             if named and not ours:
                 self.note_misnamed(describe_pem(alias, chunk, ours=False))
-            if ours or wanted & set(pem_fingerprints(chunk)):
-                found = describe_pem(alias, chunk, ours=ours)
+            held = describe_pem(alias, chunk, ours=ours) if anchor is not None or ours else None
+            # this CA (or its intermediate) by fingerprint, or another certificate of its name and key
+            if ours or (held and (wanted & {held.fingerprint} or (held.key, held.subject) == same)):
+                found = held or describe_pem(alias, chunk, ours=ours)
                 found.via = "the system store (Debian's ca-certificates-java)" if mirrored and ours else None
                 entries.append(found)
         return sort_found(anchor, entries, StoreState())

@@ -187,7 +187,8 @@ class Store:
             if entry.via is None:  # a copy that another store put here goes when it leaves that store
                 entry.remove_with = self.removal(entry)
         for entry in state.same_key_trusted() if state is not None else []:
-            how = f"; take it out too to stop that: {entry.remove_with}" if entry.remove_with else ""
+            how = f"; take it out too to stop that: {entry.remove_with}" if entry.remove_with else \
+                "; take it out too, with the store's own tool, to stop that (certkit did not add it)"
             notes = [*notes, f"{entry.name} is another certificate of this CA (the same name and key), trusted "
                              f"here: clients accept what the CA signs through it, with or without certkit's copy of "
                              f"this certificate{how}"]
