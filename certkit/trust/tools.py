@@ -16,6 +16,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import warnings
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
@@ -144,6 +145,15 @@ def key_id(cert) -> str:
     return hashlib.sha256(spki).hexdigest()
 
 
+def _key_or_none(cert) -> str | None:
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    try:
+        return key_id(cert)
+    except (ValueError, UnsupportedAlgorithm):  # a key type cryptography cannot read: compared by fingerprint only
+        return None
+
+
 def describe_pem(name: str, data: bytes, *, ours: bool = True) -> Found:
     from cryptography import x509
 
@@ -151,8 +161,11 @@ def describe_pem(name: str, data: bytes, *, ours: bool = True) -> Found:
     if not fingerprints:
         return Found(name, "", "(no certificate in it)", None, ours)
     try:
-        cert = x509.load_pem_x509_certificate(data)
+        with warnings.catch_warnings():  # a store's own CA with a negative serial: cryptography warns, it is no error
+            warnings.simplefilter("ignore")
+            cert = x509.load_pem_x509_certificate(data)
+            key = _key_or_none(cert)
         return Found(name, fingerprints[0], cert.subject.rfc4514_string(), cert.not_valid_after_utc, ours,
-                     key=key_id(cert))
+                     key=key or "")
     except ValueError:
         return Found(name, fingerprints[0], "(unreadable certificate)", None, ours)
