@@ -92,6 +92,9 @@ def test_a_root_made_again_from_its_key_is_trusted_through_the_earlier_one(tmp_p
     assert text.stdout.split("\n")[2].startswith("trusted  nss"), text.stdout
     assert f"{old_nick} is another certificate of this CA (the same name and key)" in text.stdout
     assert "is not encrypted" in text.stderr  # its key is trusted: the warning is given
+    # the earlier root is this CA, not "another certkit CA" that may be in use elsewhere
+    assert f"an earlier certificate of this CA (the same name and key), {old_nick}, is also trusted" in text.stderr
+    assert "another certkit CA is also trusted" not in text.stderr
 
     # install adds the new root (the earlier one may expire first); uninstall takes it out and says the CA stays
     assert _store(_trust(home, ca, "install", "--json"))["outcome"] == "added"

@@ -294,8 +294,9 @@ def warnings(anchor: Anchor | None, results: Sequence[StoreResult], *,
         for entry in result.state.older if result.state else []:
             if entry.not_trusted is None:  # one there but trusted by none of the store's clients puts nobody at risk
                 others.setdefault(entry.fingerprint, []).append((entry, f"{result.kind}: {result.location}"))
+    same_key = {id(e) for r in results if r.state for e in r.state.same_key}
     for copies in others.values():
-        found.append(_another_ca(anchor, copies, this_ca))
+        found.append(_earlier(copies) if id(copies[0][0]) in same_key else _another_ca(anchor, copies, this_ca))
         if (entry := copies[0][0]).not_after is not None:
             what = "the other" if anchor is not None else "the"
             found += _expiry(f"{what} certkit CA {shown(entry.subject)} ({shown(entry.name)})", entry.not_after, now,
@@ -362,6 +363,14 @@ def _take_out(trusted: Sequence[StoreResult]) -> str:
     if theirs:
         ways.append(f"the entries certkit did not add ({'; '.join(theirs)}) with the store's own tool")
     return ", and ".join(ways) or "certkit trust uninstall"
+
+
+def _earlier(copies: Sequence[tuple[Found, str]]) -> str:
+    """The warning about another certificate of this CA (its name and key), trusted in these places."""
+    commands = "; ".join(dict.fromkeys(e.remove_with for e, _place in copies if e.remove_with))
+    return (f"an earlier certificate of this CA (the same name and key), {shown(copies[0][0].name)}, is also trusted "
+            f"in {'; '.join(sorted({p for _e, p in copies}))}: clients accept what the CA signs through it until it "
+            "is taken out" + (f": {commands}" if commands else " with the store's own tool"))
 
 
 def _another_ca(anchor: Anchor | None, copies: Sequence[tuple[Found, str]], this_ca: str | None = "certkit") -> str:
