@@ -1,7 +1,8 @@
 """DER where OpenSSL's file loaders read PEM only: ``serve --cert/--key`` and ``probe --cert/--key``.
 
-A DER file holds exactly one object, so certkit reads it as every other file option does (one
-certificate, or one private key, traditional or PKCS#8, encrypted or not) and hands OpenSSL its PEM
+A DER file holds one object, so certkit reads it as every other file option does (one certificate, or
+one private key, traditional or PKCS#8, encrypted or not; or a DER chain, certificates one after another,
+as Java and Go read it) and hands OpenSSL its PEM
 form, from memory; a file that is PEM, or no DER certificate or key, is handed over as it is, for the
 callers' own checks to say what it holds."""
 
@@ -26,10 +27,12 @@ def pem_form(data: bytes, *, key: bool = False) -> bytes:
     if data.lstrip()[:1] != b"\x30":  # PEM, text, or nothing DER starts with
         return data
     if not key:
+        from certkit.material_kinds import der_chain
+
         try:
             return x509.load_der_x509_certificate(data).public_bytes(serialization.Encoding.PEM)
-        except parse_errors():
-            return data
+        except parse_errors():  # a DER chain (cat cert.der ca.der): the chain in PEM, in its order
+            return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in der_chain(data) or ()) or data
     if is_encrypted(data):
         body = base64.encodebytes(data).replace(b"\n", b"")
         lines = b"\n".join(body[i:i + 64] for i in range(0, len(body), 64))

@@ -21,7 +21,7 @@ from pathlib import Path
 from certkit.constants import CA_FILE, CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, KEY_FILE, MAX_CERT_FILE_BYTES
 from certkit.errors import CertkitError, loads_json, parse_errors
 from certkit.files import STDIN, read_limited
-from certkit.material_kinds import DER_KEY, PKCS7, advice_for, binary_kind
+from certkit.material_kinds import DER_KEY, PKCS7, advice_for, binary_kind, der_chain
 from certkit.text import shown
 
 
@@ -340,6 +340,9 @@ def _read_der(path: Path, data: bytes, material: Material) -> None:
             return
         except parse_errors():
             continue
+    if (chain := der_chain(data)) is not None:  # DER certificates one after another: a chain, in its order
+        material.certificates += [(cert, path.name) for cert in chain]
+        return
     from certkit.name_strings import odd_name_string
 
     if (unread := odd_name_string(data)) is not None:  # valid X.509 that cryptography refuses: no damage

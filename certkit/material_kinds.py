@@ -95,3 +95,35 @@ def held_instead_of_certificate(data: bytes) -> str | None:
     except Exception:  # not a key either
         return None
     return "it holds a private key (DER), not a certificate; put the CA's certificate back"
+
+
+def der_elements(data: bytes) -> list[bytes] | None:
+    """``data`` cut into the DER SEQUENCEs that follow one another in it (a DER chain: ``cat cert.der
+    ca.der``, as Java's CertificateFactory and Go read it), when there are several and nothing else; None
+    otherwise (one object, text, or bytes after the last one that are no whole SEQUENCE)."""
+    elements, at = [], 0
+    while at < len(data):
+        if data[at] != 0x30 or at + 2 > len(data):
+            return None
+        size, start = data[at + 1], at + 2
+        if size & 0x80:
+            count = size & 0x7F
+            if not 0 < count <= 4 or start + count > len(data):
+                return None
+            size, start = int.from_bytes(data[start:start + count], "big"), start + count
+        if start + size > len(data):
+            return None
+        elements.append(data[at:start + size])
+        at = start + size
+    return elements if len(elements) > 1 else None
+
+
+def der_chain(data: bytes) -> list | None:
+    """The certificates of a DER chain (:func:`der_elements`), first to last; None when ``data`` is not
+    several DER certificates and nothing else."""
+    from cryptography import x509
+
+    try:
+        return [x509.load_der_x509_certificate(der) for der in der_elements(data) or ()] or None
+    except parse_errors():
+        return None
