@@ -61,7 +61,8 @@ def check_ca_directory(path: str | Path | None, passphrase: Passphrase = None,
         out.append(Finding("key", "warning", f"the token's key was not checked: {CERT_FILE} cannot be read."))
     from certkit.check_inventory import _check_inventory
 
-    out.extend(_check_inventory(store, cert))
+    usable = cert if cert is not None and _is_ca(cert) else None  # a leaf in ca.pem: no issuer to judge rows by
+    out.extend(_check_inventory(store, usable))
     return out
 
 
@@ -147,6 +148,11 @@ def _read_pem(path: Path, check: str, what: str, parse, found: list[Finding]):
     except CertkitError as exc:
         found.append(Finding(check, "error", str(exc)))
         return None
+    from certkit.material_kinds import held_instead_of_certificate
+
+    if (held := held_instead_of_certificate(data)) is not None:  # a key, a CSR, DER: said as list and issue say it
+        found.append(Finding(check, "error", f"{path} cannot be read: {held}."))
+        return None
     damage = pem_damage(data)
     if damage is None:
         try:
@@ -157,23 +163,30 @@ def _read_pem(path: Path, check: str, what: str, parse, found: list[Finding]):
     return None
 
 
+def _is_ca(cert) -> bool:
+    from cryptography import x509
+
+    try:
+        return cert.extensions.get_extension_for_class(x509.BasicConstraints).value.ca
+    except x509.ExtensionNotFound:
+        return False
+
+
 def _check_certificates(cert, parents: list | None, now: dt.datetime, store: CADirectory) -> list[Finding]:
     """ca.pem a CA certificate, the chain to a root (when parents.pem could be read), and the validity
     of each certificate (an intermediate revoked, as its parent's inventory records, issues nothing either)."""
-    from cryptography import x509
 
     from certkit.parent_record import recorded_parent_dir, revoked_by_parent
 
     found: list[Finding] = []
-    try:
-        bc = cert.extensions.get_extension_for_class(x509.BasicConstraints).value
-        is_ca = bc.ca
-    except x509.ExtensionNotFound:
-        is_ca = False
-    if not is_ca:
-        found.append(Finding("certificate", "error", "ca.pem is not a CA certificate (no basicConstraints CA:TRUE)."))
+    is_ca = _is_ca(cert)
+    if not is_ca:  # a certificate it issued copied over it: no chain to judge, and no parents.pem to restore
+        found.append(Finding("certificate", "error", f"ca.pem holds {cert.subject.rfc4514_string()}, which is not a "
+                             "CA certificate (no basicConstraints CA:TRUE; a certificate it issued copied over it?). "
+                             "Put the CA's certificate back from a backup (a root's is the ca.pem of every bundle "
+                             "it issued)."))
     chain = [cert, *(parents or [])]
-    if parents is not None:
+    if parents is not None and is_ca:
         found.extend(_check_chain(chain))
     for c in chain:
         name = c.subject.rfc4514_string()
@@ -226,7 +239,8 @@ def _check_chain(chain: list) -> list[Finding]:
             if child.issuer != issuer.subject:
                 return [Finding("chain", "error", f"{where} ({name}) is issued by {issuer_name}, but the next "
                                 f"certificate in {PARENTS_FILE} is {issuer.subject.rfc4514_string()}: "
-                                f"{PARENTS_FILE} does not fit {CERT_FILE}.")]
+                                f"{PARENTS_FILE} does not fit {CERT_FILE}. Restore {PARENTS_FILE} from a "
+                                "backup.")]
         if signature_by(child, issuer) is False:  # None: an algorithm cryptography lacks, which OpenSSL may have
             if issuer is child:
                 problem = f"the signature of {where} ({name}) on itself does not verify: it is damaged"

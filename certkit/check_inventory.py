@@ -89,7 +89,7 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
     except sqlite3.Error as exc:  # in the inventory's words (never SQLite's raw bytes of a damaged row)
         return [Finding("inventory", "error", str(inventory.db.error(exc)))]
     for row in audited.damaged:
-        found.append(Finding("inventory-row", "error", f"serial {row.serial}: {row.reason}."))
+        found.append(Finding("inventory-row", "error", f"serial {row.serial}: {row.reason}.{_RESTORE}"))
     found.extend(_listed("inventory-row", audited.contradicted, "rows contradict their certificates"))
     readable = audited.count - len(audited.damaged)
     if audited.foreign and len(audited.foreign) == readable and readable > 1:
@@ -101,7 +101,7 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
         found.extend(_pending(inventory))
     found += [Finding("serve", "warning", f"{text}.") for text in killed]
     if not (audited.damaged or audited.contradicted or audited.foreign):
-        issued = "each issued by this CA" if cert is not None else f"issuers not checked ({CERT_FILE} cannot be read)"
+        issued = "each issued by this CA" if cert is not None else f"issuers not checked ({CERT_FILE} cannot be used)"
         count = f"{audited.count} certificate{'s' if audited.count != 1 else ''}"
         found.append(Finding("inventory", "ok", f"{count} recorded, every row readable and true "
                                                 f"to its certificate, {issued}, schema version "
@@ -148,8 +148,12 @@ def _pending(inventory) -> list[Finding]:
 ROWS_LISTED = 20  # per kind of problem: a foreign inventory of 100,000 rows is not 100,000 lines
 
 
+# What to do about a row changed, or copied in, outside certkit: each finding says it (certkit repairs nothing).
+_RESTORE = " Restore the inventory from a backup made before the change, then run certkit check again."
+
+
 def _listed(check: str, rows: list, what: str) -> list[Finding]:
-    found = [Finding(check, "error", f"serial {row.serial}: {row.reason}.") for row in rows[:ROWS_LISTED]]
+    found = [Finding(check, "error", f"serial {row.serial}: {row.reason}.{_RESTORE}") for row in rows[:ROWS_LISTED]]
     if len(rows) > ROWS_LISTED:
         found.append(Finding(check, "error", f"{len(rows) - ROWS_LISTED} more {what} (not listed)."))
     return found

@@ -38,6 +38,8 @@ def pki(tmp_path_factory) -> Path:
     (top / "localhost.der").write_bytes(_der(top / "localhost" / "cert.pem", top / "leaf.der") + mid)
     (top / "alice.der").write_bytes(_der(top / "alice" / "cert.pem", top / "alice1.der") + root)
     (top / "cas.der").write_bytes(mid + root)
+    subprocess.run(["openssl", "req", "-new", "-key", top / "alice" / "privkey.pem", "-subj", "/CN=x", "-out",
+                    top / "req.csr"], check=True)
     (top / "env.json").write_text(json.dumps(env))
     return top
 
@@ -99,3 +101,85 @@ def test_probe_reads_a_der_chain_as_cert_and_as_ca_file_against_openssl_s_server
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert "accepted: the server answered HTTP 200" in proc.stdout, proc.stdout
     assert "given       CN=alice" in proc.stdout, proc.stdout
+
+
+# --- check on a damaged CA directory: each finding says what the file holds and what to do ------------------------
+@pytest.fixture()
+def damaged_ca(pki, tmp_path) -> tuple[Path, dict]:
+    """A copy of pki's root CA directory (two certificates recorded: alice, the intermediate), and its env."""
+    import shutil
+
+    folder = tmp_path / "ca"
+    shutil.copytree(pki / "ca", folder)
+    return folder, {**_env(pki), "CERTKIT_CA_DIR": str(folder)}
+
+
+def _check(env: dict) -> tuple[int, list[tuple[str, str]]]:
+    proc = run_certkit("check", "--json", env=env)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, [(f["check"], f["message"]) for f in json.loads(proc.stdout)["findings"]
+                             if f["level"] == "error"]
+
+
+PLACED = {  # what is put in ca.pem or parents.pem: (source in pki, how it is said)
+    "key": ("alice/privkey.pem", "cannot be read: it holds a private key, not a certificate"),
+    "csr": ("req.csr", "cannot be read: it holds a certificate signing request, not a certificate"),
+    "der": ("root.der", "cannot be read: it is a DER (binary) certificate; certkit keeps it in PEM"),
+}
+
+
+@pytest.mark.parametrize("name", ["ca.pem", "parents.pem"])
+@pytest.mark.parametrize("kind", sorted(PLACED))
+def test_check_says_what_ca_pem_or_parents_pem_holds_instead_as_list_does(pki, damaged_ca, name, kind):
+    """check said "is damaged: its certificate data does not parse" (a key, a CSR) or "holds no PEM data" (DER),
+    where list and issue name what the file holds and how to put it right."""
+    folder, env = damaged_ca
+    (folder / name).write_bytes((pki / PLACED[kind][0]).read_bytes())
+    code, errors = _check(env)
+    check = "certificate" if name == "ca.pem" else "parents"
+    assert code == 1 and any(c == check and m.startswith(f"{folder / name} {PLACED[kind][1]}") for c, m in errors), \
+        errors
+    assert not any("does not parse" in m or "no PEM data" in m for _, m in errors), errors
+    if name == "ca.pem":  # the words list gives
+        listed = run_certkit("list", env=env)
+        assert_clean_error(listed, PLACED[kind][1].split(": ", 1)[1])
+
+
+def test_check_says_a_leaf_copied_over_ca_pem_is_to_be_put_back_and_blames_no_row(pki, damaged_ca):
+    """A certificate the CA issued put in ca.pem: check named no certificate and said no remedy, added a chain
+    error asking for a parents.pem a root never has, and an issuer error for every row ('not by this CA
+    (CN=alice)'). It now names the certificate and says to put the CA's back; the rows are not judged by it."""
+    folder, env = damaged_ca
+    (folder / "ca.pem").write_bytes((pki / "alice" / "cert.pem").read_bytes())
+    code, errors = _check(env)
+    assert code == 1
+    checks = [c for c, _ in errors]
+    assert "chain" not in checks and "issuer" not in checks, errors
+    (message,) = [m for c, m in errors if c == "certificate"]
+    assert message.startswith("ca.pem holds CN=alice, which is not a CA certificate"), message
+    assert "Put the CA's certificate back from a backup" in message, message
+    ossl = subprocess.run(["openssl", "verify", "-x509_strict", "-CAfile", folder / "ca.pem", pki / "inter" / "ca.pem"],
+                          capture_output=True, text=True)
+    assert ossl.returncode != 0  # nothing the CA issued verifies against that ca.pem
+
+
+@pytest.mark.parametrize("sql", [
+    "UPDATE certificates SET status = 'revokd' WHERE kind = 'client'",
+    "UPDATE certificates SET not_after = 'garbage' WHERE kind = 'client'",
+    "UPDATE certificates SET kind = 'server' WHERE kind = 'client'",
+    "UPDATE certificates SET serial = 'AB' WHERE kind = 'client'",
+])
+def test_check_says_what_to_do_of_each_edited_row(damaged_ca, sql):
+    """An edited row's finding named what is wrong but not what to do (docs/check.md: restore it)."""
+    import sqlite3
+
+    folder, env = damaged_ca
+    with sqlite3.connect(folder / "inventory.sqlite3") as conn:
+        conn.execute(sql)
+    conn.close()
+    code, errors = _check(env)
+    assert code == 1 and len(errors) == 1, errors
+    check, message = errors[0]
+    assert check == "inventory-row" and message.startswith("serial "), errors
+    assert message.endswith(". Restore the inventory from a backup made before the change, then run certkit check "
+                            "again."), message

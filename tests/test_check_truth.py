@@ -120,7 +120,8 @@ def test_a_certificate_of_another_ca_among_this_cas_rows(tmp_path: Path, issued:
     code, found = findings(ca_env)
     assert code == 1
     assert errors(found) == [("issuer", f"serial {stray}: its certificate was issued by 'CN=Other CA', not by this "
-                                        "CA ('CN=certkit test root').")]
+                                        "CA ('CN=certkit test root'). Restore the inventory from a backup made "
+                                        "before the change, then run certkit check again.")]
 
 
 def _checks(found: list[dict]) -> set[str]:
@@ -174,7 +175,8 @@ def test_parents_pem_of_another_ca(tmp_path: Path, issuing: dict, ca_env: dict) 
     ((check, message),) = errors(findings(issuing)[1])
     assert check == "chain" and "Error" not in message
     assert message == ("ca.pem (CN=Issuing CA 1) is issued by CN=certkit test root, but the next certificate in "
-                       "parents.pem is CN=Other CA: parents.pem does not fit ca.pem.")
+                       "parents.pem is CN=Other CA: parents.pem does not fit ca.pem. Restore parents.pem from a "
+                       "backup.")
 
 
 @pytest.mark.parametrize("cut", [100, -40])
