@@ -21,7 +21,7 @@ from pathlib import Path
 from certkit.constants import CA_FILE, CERT_FILE, CHAIN_FILE, FULLCHAIN_FILE, KEY_FILE, MAX_CERT_FILE_BYTES
 from certkit.errors import CertkitError, loads_json, parse_errors
 from certkit.files import STDIN, read_limited
-from certkit.material_kinds import DER_KEY, PKCS7, advice_for, binary_kind, der_chain
+from certkit.material_kinds import DER_KEY, PKCS7, advice_for, binary_kind, der_chain, trusted_certificate
 from certkit.text import shown
 
 
@@ -184,7 +184,7 @@ def _read_pem(data: bytes, material: Material, where: str, file_name: str) -> No
         der = _pem_body(where, label, body)
         try:
             if label in _CERT_LABELS:
-                cert = x509.load_der_x509_certificate(der)
+                cert = x509.load_der_x509_certificate(_trusted(where, der) if label == b"TRUSTED CERTIFICATE" else der)
                 fp = cert.fingerprint(hashes.SHA256())
                 if fp not in seen:  # fullchain.pem repeats cert.pem
                     seen.add(fp)
@@ -202,6 +202,19 @@ def _read_pem(data: bytes, material: Material, where: str, file_name: str) -> No
 
             what = "CRL" if label == b"X509 CRL" else label.decode().lower()
             raise UnreadableFile(f"{where} holds {damage_said(exc, what, [der])}.") from None
+
+
+def _trusted(where: str, der: bytes) -> bytes:
+    """The certificate of a TRUSTED CERTIFICATE block; one whose trust settings OpenSSL would apply (trusted only
+    for some uses, or rejected for some) is refused: judged without them, it could pass where OpenSSL refuses it."""
+    if (found := trusted_certificate(der)) is None:
+        return der  # said damaged by the reader, as before
+    if found[1]:
+        raise UnreadableFile(f"{where} holds an OpenSSL trusted certificate with trust settings (the uses it is "
+                             "trusted or rejected for: openssl x509 -addtrust or -addreject, or a system bundle "
+                             "such as ca-bundle.trust.crt), which certkit does not apply; give the certificate "
+                             f"without them (openssl x509 -in {'FILE' if ' ' in where else where} -out cert.pem).")
+    return found[0]
 
 
 def _read_json(path: Path, data: bytes, material: Material) -> None:

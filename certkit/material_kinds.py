@@ -97,13 +97,13 @@ def held_instead_of_certificate(data: bytes) -> str | None:
     return "it holds a private key (DER), not a certificate; put the CA's certificate back"
 
 
-def der_elements(data: bytes) -> list[bytes] | None:
-    """``data`` cut into the DER SEQUENCEs that follow one another in it (a DER chain: ``cat cert.der
-    ca.der``, as Java's CertificateFactory and Go read it), when there are several and nothing else; None
-    otherwise (one object, text, or bytes after the last one that are no whole SEQUENCE)."""
+def der_elements(data: bytes, *, sequences: bool = True) -> list[bytes] | None:
+    """``data`` cut into the DER elements that follow one another in it (with ``sequences``, SEQUENCEs only: a
+    DER chain, ``cat cert.der ca.der``, as Java's CertificateFactory and Go read it); None when it is not whole
+    elements and nothing else (text, or bytes after the last one that are no whole element)."""
     elements, at = [], 0
     while at < len(data):
-        if data[at] != 0x30 or at + 2 > len(data):
+        if (sequences and data[at] != 0x30) or at + 2 > len(data):
             return None
         size, start = data[at + 1], at + 2
         if size & 0x80:
@@ -115,7 +115,21 @@ def der_elements(data: bytes) -> list[bytes] | None:
             return None
         elements.append(data[at:start + size])
         at = start + size
-    return elements if len(elements) > 1 else None
+    return elements
+
+
+def trusted_certificate(der: bytes) -> tuple[bytes, bool] | None:
+    """The certificate of an OpenSSL ``TRUSTED CERTIFICATE`` (``openssl x509 -trustout``, Fedora's
+    ca-bundle.trust.crt: the certificate, then its X509_CERT_AUX), and whether that states trust settings (the
+    uses it is trusted for, or rejected for: OpenSSL applies them, certkit does not); None when it is not one."""
+    parts = der_elements(der)
+    if not parts or len(parts) > 2:
+        return None
+    aux = der_elements(parts[1][2:] if parts[1][1] < 0x80 else parts[1][2 + (parts[1][1] & 0x7F):],
+                       sequences=False) if len(parts) == 2 else []
+    if aux is None:
+        return None
+    return parts[0], any(element[0] in (0x30, 0xA0) for element in aux)  # trust list, reject list
 
 
 def der_chain(data: bytes) -> list | None:
@@ -124,6 +138,7 @@ def der_chain(data: bytes) -> list | None:
     from cryptography import x509
 
     try:
-        return [x509.load_der_x509_certificate(der) for der in der_elements(data) or ()] or None
+        elements = der_elements(data) or ()
+        return [x509.load_der_x509_certificate(der) for der in elements] if len(elements) > 1 else None
     except parse_errors():
         return None

@@ -183,3 +183,52 @@ def test_check_says_what_to_do_of_each_edited_row(damaged_ca, sql):
     assert check == "inventory-row" and message.startswith("serial "), errors
     assert message.endswith(". Restore the inventory from a backup made before the change, then run certkit check "
                             "again."), message
+
+
+# --- OpenSSL's TRUSTED CERTIFICATE (openssl x509 -trustout; Fedora's ca-bundle.trust.crt) -----------------------
+def _trustout(pki: Path, name: str, *options: str) -> Path:
+    out = pki / f"{name}.pem"
+    if not out.exists():
+        subprocess.run(["openssl", "x509", "-in", pki / "ca" / "ca.pem", *options, "-out", out], check=True)
+    assert out.read_bytes().startswith(b"-----BEGIN TRUSTED CERTIFICATE-----")
+    return out
+
+
+@pytest.mark.parametrize("options", [["-trustout"], ["-trustout", "-setalias", "Lab Root"]], ids=["plain", "alias"])
+def test_a_trusted_certificate_without_trust_settings_is_read_as_openssl_reads_it(pki, options):
+    """It was 'holds a damaged trusted certificate: it is not valid DER: extra data follows its end' to inspect,
+    verify (CERT and --ca-file) and probe --ca-file."""
+    env = _env(pki)
+    root = _trustout(pki, "-".join(options).strip("-").replace(" ", ""), *options)
+    data = json.loads(run_certkit("inspect", root, "--json", env=env, check=True).stdout)
+    assert [item["subject"] for item in data["items"]] == ["CN=Lab Root"], data
+    own = run_certkit("verify", root, "--purpose", "client", "--ca-file", root, env=env)
+    assert own.returncode == 1 and "Error" in own.stderr and "damaged" not in own.stderr  # a CA, not a client
+    proc = run_certkit("verify", pki / "alice" / "cert.pem", "--purpose", "client", "--ca-file", root, env=env)
+    ossl = subprocess.run(["openssl", "verify", "-x509_strict", "-purpose", "sslclient", "-CAfile", root,
+                           pki / "alice" / "cert.pem"], capture_output=True, text=True)
+    assert proc.returncode == 0 and ossl.returncode == 0, (proc.stdout, proc.stderr, ossl.stdout, ossl.stderr)
+    server = pki / "localhost"
+    with openssl_server("-cert", server / "cert.pem", "-key", server / "privkey.pem", "-cert_chain",
+                        pki / "inter" / "ca.pem") as port:
+        probed = run_certkit("probe", f"https://localhost:{port}/", "--ca-file", root, env=env)
+    assert probed.returncode == 0, probed.stdout + probed.stderr
+    assert f"chain       verified against the CA in {root}" in probed.stdout, probed.stdout
+
+
+@pytest.mark.parametrize("options", [["-addtrust", "serverAuth"], ["-addreject", "clientAuth"]],
+                         ids=["addtrust", "addreject"])
+def test_a_trusted_certificate_with_trust_settings_is_refused_in_one_line_not_called_damaged(pki, options):
+    """Settings OpenSSL applies and certkit does not: judged without them, alice's certificate would be VALID
+    where openssl verify -purpose sslclient rejects it (-addreject clientAuth); certkit refuses the file."""
+    env = _env(pki)
+    root = _trustout(pki, options[0].strip("-"), *options)
+    said = "holds an OpenSSL trusted certificate with trust settings"
+    assert_clean_error(run_certkit("inspect", root, env=env), said)
+    proc = run_certkit("verify", pki / "alice" / "cert.pem", "--purpose", "client", "--ca-file", root, env=env)
+    assert_clean_error(proc, f"openssl x509 -in {root} -out cert.pem")
+    assert "damaged" not in proc.stderr
+    ossl = subprocess.run(["openssl", "verify", "-x509_strict", "-purpose", "sslclient", "-CAfile", root,
+                           pki / "alice" / "cert.pem"], capture_output=True, text=True)
+    assert ossl.returncode != 0, ossl.stdout  # what certkit would have missed: OpenSSL refuses it
+    assert_clean_error(run_certkit("probe", "https://127.0.0.1:1/", "--ca-file", root, env=env), said)
