@@ -15,6 +15,7 @@ DER_KEY = "a private key in DER form"
 PKCS12 = "a PKCS#12 bundle (a .p12 or .pfx file: certificates and a key, encrypted)"
 PKCS7 = "a PKCS#7 bundle (a .p7b or .p7c file: certificates in a signed-data envelope, which certkit does not read)"
 PKCS7_DER = PKCS7.replace("bundle", "bundle in DER form", 1)
+JAVA_KEYSTORE = "a Java keystore (JKS or JCEKS, which certkit does not read)"
 
 
 def binary_kind(data: bytes) -> str | None:
@@ -28,7 +29,7 @@ def binary_kind(data: bytes) -> str | None:
     if is_pkcs7(data[:64]):
         return PKCS7_DER if data[:1] == b"\x30" else PKCS7
     if is_keystore(data[:64]):
-        return "a Java keystore or an OpenPGP secret key"
+        return JAVA_KEYSTORE if data[:4] in (b"\xfe\xed\xfe\xed", b"\xce\xce\xce\xce") else "an OpenPGP secret key"
     return DER_KEY if len(data) <= 64 * 1024 and is_a_der_key(data) else None
 
 
@@ -60,6 +61,9 @@ def advice_for(kind: str, path: Path | str, *, key: bool = False) -> str:
         der = " -inform DER" if kind == PKCS7_DER else ""
         return (f"; take the certificates out with 'openssl pkcs7{der} -in {shown(path)} -print_certs -out "
                 "certs.pem' and give that file")
+    if kind == JAVA_KEYSTORE and not key:  # keytool prints every entry's certificates (its chain) in PEM
+        return (f"; take the certificates out with 'keytool -list -rfc -keystore {shown(path)} > certs.pem' (it asks "
+                "for the store password) and give that file")
     if kind != PKCS12:
         return ""
     if key:

@@ -232,3 +232,52 @@ def test_a_trusted_certificate_with_trust_settings_is_refused_in_one_line_not_ca
                            pki / "alice" / "cert.pem"], capture_output=True, text=True)
     assert ossl.returncode != 0, ossl.stdout  # what certkit would have missed: OpenSSL refuses it
     assert_clean_error(run_certkit("probe", "https://127.0.0.1:1/", "--ca-file", root, env=env), said)
+
+
+# --- a Java keystore (keytool's JKS) where certificates are read --------------------------------------------------
+@pytest.fixture(scope="module")
+def keystore(pki) -> Path:
+    """A JKS truststore holding pki's root, written by keytool itself (a private HOME: nothing of the user's)."""
+    import shutil
+
+    if shutil.which("keytool") is None:
+        pytest.skip("keytool is not installed")
+    home = pki / "java-home"
+    home.mkdir(exist_ok=True)
+    store = pki / "trust.jks"
+    if not store.exists():
+        subprocess.run(["keytool", "-importcert", "-noprompt", "-alias", "root", "-file", pki / "ca" / "ca.pem",
+                        "-keystore", store, "-storetype", "JKS", "-storepass", "changeit"], check=True,
+                       capture_output=True, env={"HOME": str(home), "PATH": "/usr/bin:/bin"}, timeout=120)
+    assert store.read_bytes()[:4] == b"\xfe\xed\xfe\xed"
+    return store
+
+
+@pytest.mark.parametrize("reader", ["inspect", "verify --ca-file", "verify --untrusted", "probe --ca-file",
+                                    "probe --cert"])
+def test_a_java_keystore_is_named_as_one_with_the_keytool_command_that_takes_its_certificates_out(pki, keystore,
+                                                                                                   reader):
+    """It was 'a Java keystore or an OpenPGP secret key, not a certificate, CSR or CRL.', with no way out; the
+    keytool command it now gives writes a file certkit reads, and verify then agrees with openssl verify."""
+    env, alice = _env(pki), pki / "alice" / "cert.pem"
+    args = {"inspect": ["inspect", keystore],
+            "verify --ca-file": ["verify", alice, "--purpose", "client", "--ca-file", keystore],
+            "verify --untrusted": ["verify", alice, "--purpose", "client", "--untrusted", keystore],
+            "probe --ca-file": ["probe", "https://127.0.0.1:1/", "--ca-file", keystore],
+            "probe --cert": ["probe", "https://127.0.0.1:1/", "--cert", keystore, "--key",
+                             pki / "alice" / "privkey.pem"]}
+    proc = run_certkit(*args[reader], env=env)
+    said = f"is a Java keystore (JKS or JCEKS, which certkit does not read), not a certificate, CSR or CRL; take the " \
+           f"certificates out with 'keytool -list -rfc -keystore {keystore} > certs.pem'"
+    assert_clean_error(proc, said)
+    assert "OpenPGP" not in proc.stderr
+    if reader == "verify --ca-file":  # the advice, followed, works
+        listed = subprocess.run(["keytool", "-list", "-rfc", "-keystore", keystore], input="changeit\n",
+                                capture_output=True, text=True, check=True, timeout=120,
+                                env={"HOME": str(pki / "java-home"), "PATH": "/usr/bin:/bin"})
+        certs = pki / "certs.pem"
+        certs.write_text(listed.stdout)
+        proc = run_certkit("verify", alice, "--purpose", "client", "--ca-file", certs, env=env)
+        ossl = subprocess.run(["openssl", "verify", "-x509_strict", "-purpose", "sslclient", "-CAfile", certs, alice],
+                              capture_output=True, text=True)
+        assert proc.returncode == 0 and ossl.returncode == 0, (proc.stdout, proc.stderr, ossl.stdout, ossl.stderr)
