@@ -281,3 +281,80 @@ def test_a_java_keystore_is_named_as_one_with_the_keytool_command_that_takes_its
         ossl = subprocess.run(["openssl", "verify", "-x509_strict", "-purpose", "sslclient", "-CAfile", certs, alice],
                               capture_output=True, text=True)
         assert proc.returncode == 0 and ossl.returncode == 0, (proc.stdout, proc.stderr, ossl.stdout, ossl.stderr)
+
+
+# --- a cross-signed intermediate given twice, the other CA's copy first -------------------------------------------
+@pytest.fixture(scope="module")
+def cross(tmp_path_factory) -> Path:
+    """RootA, RootB (self-signed); Inter's one key certified by each (IA, IB); a server certificate L under Inter."""
+    top = tmp_path_factory.mktemp("audit36-cross")
+
+    def run(*args):
+        subprocess.run(["openssl", *map(str, args)], check=True, capture_output=True, cwd=top)
+
+    ca_ext, ec = "basicConstraints=critical,CA:TRUE", ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    for root in ("RootA", "RootB"):
+        run("req", "-x509", *ec, "-keyout", f"{root}.key", "-subj", f"/CN={root}", "-days", "300", "-out",
+            f"{root}.pem", "-addext", ca_ext, "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    (top / "ca.cnf").write_text(f"{ca_ext}\nkeyUsage=critical,keyCertSign,cRLSign\n")
+    (top / "leaf.cnf").write_text("subjectAltName=DNS:localhost\nextendedKeyUsage=serverAuth\n"
+                                  "basicConstraints=CA:FALSE\nkeyUsage=digitalSignature\n")
+    run("req", "-new", *ec, "-keyout", "I.key", "-subj", "/CN=Inter", "-out", "I.csr")
+    for root, out in (("RootA", "IA.pem"), ("RootB", "IB.pem")):
+        run("x509", "-req", "-in", "I.csr", "-CA", f"{root}.pem", "-CAkey", f"{root}.key", "-days", "200",
+            "-extfile", "ca.cnf", "-out", out)
+    run("req", "-new", *ec, "-keyout", "L.key", "-subj", "/CN=localhost", "-out", "L.csr")
+    run("x509", "-req", "-in", "L.csr", "-CA", "IA.pem", "-CAkey", "I.key", "-days", "100", "-extfile", "leaf.cnf",
+        "-out", "L.pem")
+    (top / "BA.pem").write_bytes((top / "IB.pem").read_bytes() + (top / "IA.pem").read_bytes())
+    (top / "AB.pem").write_bytes((top / "IA.pem").read_bytes() + (top / "IB.pem").read_bytes())
+    (top / "fullchain.pem").write_bytes((top / "L.pem").read_bytes() + (top / "BA.pem").read_bytes())
+    return top
+
+
+def _python_ssl_handshake(port: int, cafile: Path) -> str:
+    import socket
+    import ssl
+
+    context = ssl.create_default_context(cafile=str(cafile))
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=30) as raw, \
+                context.wrap_socket(raw, server_hostname="localhost"):
+            return "ok"
+    except ssl.SSLCertVerificationError as exc:
+        return exc.verify_message
+
+
+@pytest.mark.parametrize("how", ["--untrusted", "fullchain"])
+def test_a_cross_signed_intermediate_given_second_is_said_as_such(pki, cross, how):
+    """The intermediates IB then IA (one key, certified by RootB and by RootA), trusting RootA: OpenSSL takes IB
+    and refuses (openssl verify, and a Python ssl client of openssl s_server sending L, IB, IA), as certkit does;
+    certkit's reason was 'its issuer CN=RootB is not the trusted CA (CN=RootA) nor in the intermediates given',
+    though IA is given. It now says Inter is given twice and to put the one issued by RootA first."""
+    env = _env(pki)
+    args = [cross / "L.pem", "--untrusted", cross / "BA.pem"] if how == "--untrusted" else [cross / "fullchain.pem"]
+    proc = run_certkit("verify", *args, "--ca-file", cross / "RootA.pem", "--purpose", "server", env=env)
+    _not_valid(proc, "the chain breaks at CN=Inter: the intermediates given hold it twice, and OpenSSL (so nginx, "
+                     "curl, Python's ssl) takes the first, issued by CN=RootB, which is not trusted here; the one "
+                     "issued by CN=RootA comes after it: put that one first")
+    assert "nor in the intermediates given" not in proc.stderr
+    ossl = subprocess.run(["openssl", "verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", cross / "RootA.pem",
+                           "-untrusted", cross / "BA.pem", cross / "L.pem"], capture_output=True, text=True)
+    assert ossl.returncode != 0, ossl.stdout
+    with openssl_server("-cert", cross / "L.pem", "-key", cross / "L.key", "-cert_chain", cross / "BA.pem") as port:
+        assert _python_ssl_handshake(port, cross / "RootA.pem") != "ok"
+    with openssl_server("-cert", cross / "L.pem", "-key", cross / "L.key", "-cert_chain", cross / "AB.pem") as port:
+        assert _python_ssl_handshake(port, cross / "RootA.pem") == "ok"  # the fix it gives, followed
+    fixed = run_certkit("verify", cross / "L.pem", "--untrusted", cross / "AB.pem", "--ca-file", cross / "RootA.pem",
+                        "--purpose", "server", "--name", "localhost", env=env)
+    assert fixed.returncode == 0, fixed.stdout + fixed.stderr
+    alone = run_certkit("verify", cross / "L.pem", "--untrusted", cross / "IB.pem", "--ca-file", cross / "RootA.pem",
+                        "--purpose", "server", env=env)  # IA not given at all: the reason as before
+    _not_valid(alone, "its issuer CN=RootB is not the trusted CA (CN=RootA) nor in the intermediates given")
+
+
+def _not_valid(proc, reason: str) -> None:
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, (proc.stdout, proc.stderr)
+    assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith("Error: ") and reason in proc.stderr, \
+        proc.stderr
+    assert reason in proc.stdout.split("  reason    ", 1)[-1], proc.stdout
