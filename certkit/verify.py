@@ -142,7 +142,8 @@ def _path(leaf, intermediates, roots, sent: str | None = None, now=None, **known
                                  if above else ", another CA's"))
             if twin := next((c for c in intermediates if c.subject == cert.subject and c != cert
                              and issuer_among(c, roots, now) is not None), None):  # cross-signed, given second
-                return path, (f"the chain breaks at {cn_text(cert.subject)}: the intermediates given hold it twice, "
+                given = {"server": "the server sends", "client": "the client sends"}.get(known.get("sender"), "given")
+                return path, (f"the chain breaks at {cn_text(cert.subject)}: the intermediates {given} hold it twice, "
                               f"and OpenSSL (so nginx, curl, Python's ssl) takes the first, issued by "
                               f"{cn_text(cert.issuer)}, which is not trusted here; the one issued by "
                               f"{cn_text(twin.issuer)} comes after it: put that one first, or leave the other out")

@@ -358,3 +358,15 @@ def _not_valid(proc, reason: str) -> None:
     assert len(proc.stderr.splitlines()) == 1 and proc.stderr.startswith("Error: ") and reason in proc.stderr, \
         proc.stderr
     assert reason in proc.stdout.split("  reason    ", 1)[-1], proc.stdout
+
+
+def test_probe_of_a_server_sending_the_other_cas_cross_certificate_first_says_so(pki, cross):
+    """probe, trusting RootA, of openssl s_server sending L, IB, IA: exit 1, OpenSSL's refusal, and the reason
+    in the words of what the server sends (it said 'nor in the intermediates given', then 'the intermediates
+    given')."""
+    with openssl_server("-cert", cross / "L.pem", "-key", cross / "L.key", "-cert_chain", cross / "BA.pem") as port:
+        proc = run_certkit("probe", f"https://localhost:{port}/", "--ca-file", cross / "RootA.pem", env=_env(pki))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stdout + proc.stderr
+    assert "unable to get local issuer certificate (at depth 1)" in proc.stdout, proc.stdout
+    assert ("reason      the chain breaks at CN=Inter: the intermediates the server sends hold it twice, and OpenSSL "
+            "(so nginx, curl, Python's ssl) takes the first, issued by CN=RootB") in proc.stdout, proc.stdout
