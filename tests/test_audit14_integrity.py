@@ -84,7 +84,7 @@ def test_a_full_sqlite_temporary_folder_is_not_called_the_inventorys_disk(tmp_pa
         assert "cannot be written: the disk is full" not in error, error
         assert "SQLite ran out of room, not on the inventory's disk" in error, error
         assert f"most likely in its temporary folder {scratch}" in error and "$SQLITE_TMPDIR" in error, error
-        assert f"{out.name} was written whole (3000 certificates)" in error, error
+        assert f"{out.name} was written whole (3,000 certificates)" in error, error  # grouped (round 35)
     # With room again, the next command records them issued: the output file is whole.
     listed = run_certkit("list", "--json", "--limit", "10000", env=_env(tmp_path))
     assert listed.returncode == 0, listed.stderr

@@ -95,9 +95,9 @@ def said_written(stderr: str) -> int:
     """The number of bundles the interrupted command says it wrote."""
     if re.search(r"no bundle (was|were) written", stderr, re.I):
         return 0
-    found = re.search(r"(\d+) bundles? (?:was|were) written", stderr)
+    found = re.search(r"([\d,]+) bundles? (?:was|were) written", stderr)  # grouped: 1,500
     assert found, f"does not say how many bundles were written:\n{stderr}"
-    return int(found.group(1))
+    return int(found.group(1).replace(",", ""))
 
 
 def bundle_bytes(folder: Path) -> dict[str, bytes]:
