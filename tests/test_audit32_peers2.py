@@ -364,8 +364,12 @@ def _etcd_accepts(folder, tmp_path) -> bool:
         log.close()
 
 
-def _redis_accepts(folder, tmp_path) -> bool:
+def _redis_accepts(folder, tmp_path, client=None) -> bool:
+    """Whether redis-server, requiring client certificates, serving ``folder``'s bundle, takes ``client``'s
+    (``folder``'s own by default) in redis-cli's PING."""
     from conftest import free_port, require, wait_or_kill
+
+    client = folder if client is None else client
 
     server, cli = require("redis-server"), require("redis-cli")
     port = free_port()
@@ -377,8 +381,8 @@ def _redis_accepts(folder, tmp_path) -> bool:
         import time
 
         for _ in range(40):
-            ping = subprocess.run([cli, "-h", "127.0.0.1", "-p", str(port), "--tls", "--cacert", folder / "ca.pem",
-                                   "--cert", folder / "fullchain.pem", "--key", folder / "privkey.pem", "ping"],
+            ping = subprocess.run([cli, "-h", "127.0.0.1", "-p", str(port), "--tls", "--cacert", client / "ca.pem",
+                                   "--cert", client / "fullchain.pem", "--key", client / "privkey.pem", "ping"],
                                   capture_output=True, text=True, timeout=30)
             if ping.stdout.strip() == "PONG":
                 return True

@@ -111,26 +111,9 @@ def _etcd_takes(server, client, tmp_path) -> bool:
 
 
 def _redis_takes(server, client, tmp_path) -> bool:
-    from conftest import free_port, require, wait_or_kill
+    from test_audit32_peers2 import _redis_accepts
 
-    redis, cli = require("redis-server"), require("redis-cli")
-    port = free_port()
-    proc = subprocess.Popen([redis, "--port", "0", "--tls-port", str(port), "--bind", "127.0.0.1", "--save", "",
-                             "--dir", tmp_path, "--tls-cert-file", server / "fullchain.pem", "--tls-key-file",
-                             server / "privkey.pem", "--tls-ca-cert-file", server / "ca.pem", "--tls-auth-clients",
-                             "yes"], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-    try:
-        for _ in range(40):
-            ping = subprocess.run([cli, "-h", "127.0.0.1", "-p", str(port), "--tls", "--cacert", client / "ca.pem",
-                                   "--cert", client / "fullchain.pem", "--key", client / "privkey.pem", "ping"],
-                                  capture_output=True, text=True, timeout=30)
-            if ping.stdout.strip() == "PONG":
-                return True
-            time.sleep(0.25)
-        return False
-    finally:
-        proc.terminate()
-        wait_or_kill(proc)
+    return _redis_accepts(server, tmp_path, client)
 
 
 JSSE_SERVER = """
