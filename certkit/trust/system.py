@@ -25,9 +25,11 @@ from certkit.trust.tools import (
     carries_fingerprint,
     describe_pem,
     find_tool,
+    key_id,
     mount_point_advice,
     mounted_on_its_own,
     pem_blocks,
+    pem_ders,
     pem_fingerprints,
     run_tool,
     succeeded,
@@ -113,7 +115,45 @@ class SystemStore(Store):
                                  f"{shlex.join(self.layout.refresh_removed)}): its clients still trust it; "
                                  "certkit trust uninstall finishes the removal, certkit trust install puts the file "
                                  "back")
+            known = {e.fingerprint for e in state.same_key} | {anchor.fingerprint, anchor.intermediate_fingerprint}
+            state.same_key += self._copies_of_its_key(anchor, bundle, hashed, known)
         return state
+
+    def _copies_of_its_key(self, anchor: Anchor, bundle: set[str], hashed: dict[str, Path],
+                           known: set[str]) -> list[Found]:
+        """Certificates of the CA's subject and key that the store's clients read and certkit did not name (an
+        earlier root of the CA copied in by hand, or a root made again from its key): clients accept what the CA
+        signs through them. Only those holding the subject's bytes are parsed."""
+        import hashlib
+
+        from cryptography import x509
+        from cryptography.exceptions import UnsupportedAlgorithm
+
+        subject, ders = anchor.cert.subject.public_bytes(), []
+        for path in (self.layout.bundle, *{p for f, p in hashed.items() if f not in bundle}):
+            try:
+                with path.open("rb") as f:
+                    ders += [der for der in pem_ders(f.read(16 << 20)) if subject in der]
+            except OSError:
+                continue
+        found: list[Found] = []
+        for der in ders:
+            fingerprint = hashlib.sha256(der).hexdigest()
+            try:
+                cert = x509.load_der_x509_certificate(der)
+                same = cert.subject == anchor.cert.subject and key_id(cert) == anchor.public_key_sha256
+            except (ValueError, UnsupportedAlgorithm):
+                continue
+            if not same or fingerprint in known:
+                continue
+            known.add(fingerprint)
+            held = self._holding(fingerprint, bundle, hashed, by="")
+            where = Path(held)
+            entry = Found(where.name if where.parent == self.layout.anchors else held, fingerprint,
+                          cert.subject.rfc4514_string(), cert.not_valid_after_utc, ours=False, key=key_id(cert))
+            entry.remove_with = self.removal(entry) if where.parent == self.layout.anchors else None
+            found.append(entry)
+        return found
 
     def _holding(self, fingerprint: str, bundle: set[str], hashed: dict[str, Path], *,
                  by: str = " (added by other means)") -> str:

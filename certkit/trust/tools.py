@@ -110,17 +110,22 @@ def dangling_link(path: Path, *, above: bool = True) -> tuple[Path, str] | None:
     return None
 
 
+def pem_ders(data: bytes) -> list[bytes]:
+    """The DER of every PEM certificate in ``data``, without parsing the certificates."""
+    found = []
+    for block in _PEM_BLOCK.findall(data):
+        try:
+            found.append(base64.b64decode(b"".join(block.split()), validate=True))
+        except (binascii.Error, ValueError):
+            continue
+    return found
+
+
 def pem_fingerprints(data: bytes) -> list[str]:
     """SHA-256 fingerprints of every PEM certificate in ``data``, without parsing the certificates."""
     import hashlib
 
-    found = []
-    for block in _PEM_BLOCK.findall(data):
-        try:
-            found.append(hashlib.sha256(base64.b64decode(b"".join(block.split()), validate=True)).hexdigest())
-        except (binascii.Error, ValueError):
-            continue
-    return found
+    return [hashlib.sha256(der).hexdigest() for der in pem_ders(data)]
 
 
 def carries_fingerprint(name: str, fingerprints: Sequence[str]) -> bool:
