@@ -204,12 +204,14 @@ def _show(results, anchor, action: str, as_json: bool, notes: list[str], warning
             for name in state.intermediate:
                 lines.append(f"{pad}{also}trusted as {shown(name)} (added by hand: the intermediate "
                              f"\"{shown(anchor.intermediate)}\" itself, not the root certkit installs)")
+            same_key = {id(e) for e in state.same_key}  # this CA's own earlier certificates (its name and key)
             for entry in state.older:
                 via = f", through {entry.via}" if entry.via else ""
-                what = "another certkit CA also trusted" if anchor is not None else "certkit CA trusted"
-                why = ""
+                one = "an earlier certificate of this CA" if id(entry) in same_key else "another certkit CA" \
+                    if anchor is not None else "certkit CA"
+                what, why = f"{one} also trusted" if anchor is not None else f"{one} trusted", ""
                 if entry.not_trusted:  # there, but its clients do not trust it
-                    what = f"{'another ' if anchor is not None else ''}certkit CA there but not trusted"
+                    what = f"{one} there but not trusted"
                     why = f"; {shown(entry.not_trusted)}"
                 lines.append(f"{pad}{what}: {shown(entry.name)} ({shown(entry.subject)}{via}){why}")
         for alias in r.aliases:

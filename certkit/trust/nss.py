@@ -21,7 +21,7 @@ from certkit.files import unsearchable_above
 from certkit.text import shown
 from certkit.trust.anchor import Anchor
 from certkit.trust.nss_entries import own_certificates, server_trust, stored_labels, trusts_servers
-from certkit.trust.nss_failures import _key_type_hint, certutil_failure
+from certkit.trust.nss_failures import _key_type_hint, add_refused, certutil_failure
 from certkit.trust.nss_files import (
     CREATED_MARK,
     disk_full,
@@ -229,10 +229,8 @@ class NSSStore(Store):
                              f"{shlex.quote(self.db)} -n {shlex.quote(nick)} -t {NSS_TRUST}), or delete it "
                              "and run again")
         before = self._stored_under(anchor.nickname, entries)
-        if before and anchor.fingerprint not in before:
-            raise TrustError(f"'{shown(anchor.nickname)}' in {self.directory} holds another certificate, not this CA: "
-                             "certkit does not change an entry it did not add. Rename or delete that entry "
-                             f"(certutil -D -d {shlex.quote(self.db)} -n {shlex.quote(anchor.nickname)}) and run again")
+        if (refused := add_refused(anchor, entries, before, self.db, self.directory)) is not None:
+            raise refused
         self._converting()
         proc = self._certutil("-A", "-n", anchor.nickname, "-t", NSS_TRUST, "-f", os.devnull, input=anchor.pem)
         if proc.returncode != 0:

@@ -7,13 +7,16 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shlex
 import subprocess
+import warnings
+from collections.abc import Sequence
 from pathlib import Path
 
 from certkit.text import shown
 from certkit.trust.anchor import Anchor
 from certkit.trust.store import TrustError
-from certkit.trust.tools import tool_failure
+from certkit.trust.tools import key_id, tool_failure
 
 
 def certutil_failure(directory: Path, proc: subprocess.CompletedProcess, what: str) -> TrustError:
@@ -84,3 +87,38 @@ def _key_type_hint(anchor: Anchor, proc: subprocess.CompletedProcess) -> str:
     return (f" (the CA '{shown(anchor.common_name)}' has an Ed25519 key, which this NSS's certutil cannot store, and "
             "browsers (Chrome, Firefox) accept no certificate under it: make an ECDSA or RSA CA for browsers, "
             "certkit init-ca --key-type ecdsa-p256)")
+
+
+def add_refused(anchor: Anchor, entries: Sequence[tuple[str, str, bytes, bool]], before: Sequence[str], db: str,
+                directory: Path) -> TrustError | None:
+    """Why certkit does not add ``anchor`` to the database, or None: its nickname holds another certificate
+    (``before``: what it holds), or an entry holds another certificate of its issuer and serial number, which NSS
+    keeps once (certutil -A fails with SEC_ERROR_REUSED_ISSUER_AND_SERIAL): a root made again from its key by
+    ``openssl x509 -signkey``, which keeps the serial. ``entries``: (nickname, flags, certificate, certkit's)."""
+    from cryptography import x509
+    from cryptography.exceptions import UnsupportedAlgorithm
+
+    if before and anchor.fingerprint not in before:
+        return TrustError(f"'{shown(anchor.nickname)}' in {directory} holds another certificate, not this CA: certkit "
+                          "does not change an entry it did not add. Rename or delete that entry (certutil -D -d "
+                          f"{shlex.quote(db)} -n {shlex.quote(anchor.nickname)}) and run again")
+    for nick, _flags, block, _ours in entries:
+        try:
+            with warnings.catch_warnings():  # a CA with a negative serial: cryptography warns, it is no error
+                warnings.simplefilter("ignore")
+                cert = x509.load_pem_x509_certificate(block)
+            if (cert.serial_number, cert.issuer) != (anchor.cert.serial_number, anchor.cert.issuer) or \
+                    cert == anchor.cert:
+                continue
+            same = cert.subject == anchor.cert.subject and key_id(cert) == anchor.public_key_sha256
+        except (ValueError, UnsupportedAlgorithm):
+            continue
+        what = (f"an earlier certificate of this CA (the same name and key, valid until "
+                f"{cert.not_valid_after_utc:%Y-%m-%d}; clients accept what the CA signs through it until then)"
+                if same else "another certificate")
+        return TrustError(f"{directory} holds '{shown(nick)}', {what} with the issuer and serial number of this CA's "
+                          f"certificate ({anchor.cert.serial_number:#x}): NSS keeps one certificate per issuer and "
+                          "serial number, so it cannot add this one. Take that entry out (certutil -D -d "
+                          f"{shlex.quote(db)} -n {shlex.quote(nick)}) and run again (NSS holds both only if the "
+                          "new one has a serial number of its own: openssl x509 -signkey ... -set_serial)")
+    return None

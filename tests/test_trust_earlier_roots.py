@@ -16,9 +16,10 @@ import subprocess
 from pathlib import Path
 
 import pytest
-from test_audit36_trust4 import _new_ca, _renewed_from_its_key
+from test_audit36_trust4 import _new_ca, _renewed_from_its_key, _store, _trust
 
-from conftest import require
+from conftest import require, run_certkit
+from trust_helpers import nss_listing, nss_verifies
 
 
 def _openssl_accepts(leaf: Path, *where: str) -> bool:
@@ -86,3 +87,39 @@ def test_an_earlier_root_of_the_cas_key_added_by_hand_is_seen(tmp_path: Path, pl
     assert not _openssl_accepts(leaf, "-CApath", str(hashed), "-no-CAfile")
     (result,) = status(anchor, [store])
     assert (result.to_dict()["outcome"], result.to_dict()["same_key_trusted_as"]) == ("not trusted", [])
+
+
+def test_nss_refuses_a_root_made_again_with_the_earlier_ones_serial_and_says_what_to_do(tmp_path: Path) -> None:
+    """``openssl x509 -signkey`` without ``-set_serial`` keeps the serial: NSS keeps one certificate per issuer and
+    serial, so certutil -A failed with SEC_ERROR_REUSED_ISSUER_AND_SERIAL, which install passed on with no advice, and
+    status called the earlier root "another certkit CA". Now install names the entry and the command; after it,
+    install adds the new root and NSS's own path building (vfychain) accepts what the CA signs."""
+    require("certutil")
+    require("vfychain")
+    home, ca, db = tmp_path / "home", tmp_path / "ca", tmp_path / "home/.pki/nssdb"
+    db.mkdir(parents=True)
+    subprocess.run(["certutil", "-N", "-d", f"sql:{db}", "--empty-password"], check=True, timeout=60)
+    _new_ca(ca)
+    assert _trust(home, ca, "install").returncode == 0
+    (old_nick,) = [line.rsplit(None, 1)[0].strip() for line in nss_listing(db).splitlines() if "certkit-" in line]
+    subprocess.run(["openssl", "x509", "-in", str(ca / "ca.pem"), "-signkey", str(ca / "ca-key.pem"), "-days", "4000",
+                    "-out", str(ca / "ca.pem.new")], check=True, capture_output=True, timeout=60)
+    (ca / "ca.pem.new").replace(ca / "ca.pem")
+    status = _trust(home, ca, "status")
+    assert f"an earlier certificate of this CA also trusted: {old_nick} (CN=Dev CA)" in status.stdout, status.stdout
+    assert "another certkit CA" not in status.stdout
+
+    refused = _trust(home, ca, "install", "--json")
+    assert refused.returncode == 1
+    store = _store(refused)
+    assert store["outcome"] == "failed"
+    assert "SEC_ERROR" not in store["reason"] and "one certificate per issuer and serial number" in store["reason"]
+    assert f"holds '{old_nick}', an earlier certificate of this CA (the same name and key" in store["reason"]
+    command = store["reason"].split("Take that entry out (", 1)[1].split(") and run again", 1)[0]
+    assert command == shlex.join(["certutil", "-D", "-d", f"sql:{db}", "-n", old_nick])
+    assert [line for line in nss_listing(db).splitlines() if "certkit-" in line] == [
+        line for line in nss_listing(db).splitlines() if old_nick in line]  # nothing changed
+    subprocess.run(shlex.split(command), check=True, capture_output=True, timeout=60)
+    assert _store(_trust(home, ca, "install", "--json"))["outcome"] == "added"
+    run_certkit("issue-server", "localhost", "--ca-dir", ca, "--out", tmp_path / "leaf", check=True)
+    assert nss_verifies(db, tmp_path / "leaf/cert.pem").returncode == 0
