@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 from certkit.errors import CertkitError, damage_said, parse_errors
 from certkit.handshake_keys import signing_usage_note, tls_feature_note
+from certkit.inspect_extensions import csr_facts, csr_lines, extension_facts, extension_lines
 from certkit.inspect_purpose import EITHER_SIDE, _shown, leaf_kind, usable_for
 from certkit.material import Material, UnreadableFile, load_material  # noqa: F401 (inspect's readers)
 from certkit.paths import check_path_argument
@@ -158,6 +159,7 @@ def describe_certificate(cert: "x509.Certificate | IssuedCert | CA", *, now: dt.
         "either_side": EITHER_SIDE if kind == "peer" else None,
         "usable_for": usable,
         "tls_feature": tls_feature_note(cert, lead=""),  # OCSP Must-Staple: servers must staple, Firefox checks
+        **extension_facts(cert.extensions),  # policies, AIA, CRLDP, unknown extensions: as openssl x509 -text
     }
 
 
@@ -179,6 +181,7 @@ def describe_csr(csr: "x509.CertificateSigningRequest") -> dict:
         "weak_signature": weak,
         "subject_alt_names": general_names(san.value) if san else [],
         "requested_extended_key_usage": _eku(eku) if eku else None,
+        **csr_facts(csr),  # its attributes and every extension it requests, as openssl req -text
         "usable_for": "nothing yet: a CSR is a request; the CA that signs it decides the purpose "
                       "(certkit sign-csr --server or --client)",
     }
@@ -296,7 +299,7 @@ def render(report: dict) -> str:
                       f"  names asked   {_names_text(item['subject_alt_names'])}"]
             if item["requested_extended_key_usage"]:
                 lines.append(f"  EKU asked     {', '.join(item['requested_extended_key_usage'])}")
-            lines += [f"  Usable for: {item['usable_for']}", ""]
+            lines += [*csr_lines(item), f"  Usable for: {item['usable_for']}", ""]
             continue
         bc = item["basic_constraints"]
         lines += [f"Certificate ({head})",
@@ -324,7 +327,7 @@ def render(report: dict) -> str:
                          f"excluded: {', '.join(nc['excluded']) or '(none)'}")
         lines += textwrap.wrap(f"TLS feature   {item['tls_feature']}", 110, initial_indent="  ",
                                subsequent_indent=" " * 16) if item.get("tls_feature") else []
-        lines += [f"  SHA-256       {colons(item['fingerprint_sha256'])}",
+        lines += [*extension_lines(item), f"  SHA-256       {colons(item['fingerprint_sha256'])}",
                   f"  SHA-1         {colons(item['fingerprint_sha1'])}",
                   f"  Usable for: {item['usable_for']}"]
         if item["either_side"]:
