@@ -15,7 +15,12 @@ DER_KEY = "a private key in DER form"
 PKCS12 = "a PKCS#12 bundle (a .p12 or .pfx file: certificates and a key, encrypted)"
 PKCS7 = "a PKCS#7 bundle (a .p7b or .p7c file: certificates in a signed-data envelope, which certkit does not read)"
 PKCS7_DER = PKCS7.replace("bundle", "bundle in DER form", 1)
+PKCS12_TRUST = ("a PKCS#12 truststore (a .p12 or .pfx file of certificates and no private key, as keytool "
+                "-importcert and openssl pkcs12 -export -nokeys write it)")
 JAVA_KEYSTORE = "a Java keystore (JKS or JCEKS, which certkit does not read)"
+# A PKCS#12 file's key bags (keyBag, pkcs8ShroudedKeyBag; RFC 7292) are in its unencrypted part, as openssl,
+# keytool and Windows write them, where their OID is seen; a truststore's certificates are in the encrypted one.
+_KEY_BAGS = tuple(b"\x06\x0b\x2a\x86\x48\x86\xf7\x0d\x01\x0c\x0a\x01" + bag for bag in (b"\x01", b"\x02"))
 
 
 def binary_kind(data: bytes) -> str | None:
@@ -25,7 +30,7 @@ def binary_kind(data: bytes) -> str | None:
     from certkit.formats.file_kinds import is_a_der_key, is_keystore, is_pkcs7, is_pkcs12
 
     if is_pkcs12(data[:64]):
-        return PKCS12
+        return PKCS12 if any(bag in data for bag in _KEY_BAGS) else PKCS12_TRUST
     if is_pkcs7(data[:64]):
         return PKCS7_DER if data[:1] == b"\x30" else PKCS7
     if is_keystore(data[:64]):
@@ -63,6 +68,13 @@ def advice_for(kind: str, path: Path | str, *, key: bool = False) -> str:
                 "certs.pem' and give that file")
     if kind == JAVA_KEYSTORE and not key:  # keytool prints every entry's certificates (its chain) in PEM
         return (f"; take the certificates out with 'keytool -list -rfc -keystore {shown(path)} > certs.pem' (it asks "
+                "for the store password) and give that file")
+    if kind == JAVA_KEYSTORE:  # openssl reads no JKS: keytool converts it to PKCS#12 first
+        return (f"; take the key out with 'keytool -importkeystore -srckeystore {shown(path)} -destkeystore key.p12 "
+                "-deststoretype PKCS12', then 'openssl pkcs12 -in key.p12 -nocerts -noenc -out privkey.pem'")
+    if kind == PKCS12_TRUST:
+        return ("; it holds no key: give the PEM private key (privkey.pem)" if key else
+                f"; take its certificates out with 'openssl pkcs12 -in {shown(path)} -nokeys -out ca.pem' (it asks "
                 "for the store password) and give that file")
     if kind != PKCS12:
         return ""

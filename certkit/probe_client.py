@@ -34,7 +34,7 @@ def client_key(path: Path):
     passphrase itself, on the terminal or from whatever stdin holds. certkit writes leaf keys unencrypted,
     and serve --key refuses an encrypted one in the same words."""
     from certkit.constants import MAX_CERT_FILE_BYTES
-    from certkit.errors import PassphraseRequired
+    from certkit.errors import CertkitError, PassphraseRequired
     from certkit.files import read_limited
     from certkit.keys import load_private_key
 
@@ -43,6 +43,13 @@ def client_key(path: Path):
         return load_private_key(data, None, source=f"client key {shown(path)}")
     except PassphraseRequired:
         raise ProbeError(f"The client key {shown(path)} is encrypted; give an unencrypted key (mode 0600).") from None
+    except CertkitError:  # a keystore, a bundle.p12: what it is and how to take the key out, as serve --key says
+        from certkit.keys import held_instead
+        from certkit.material_kinds import advice_for
+
+        if (held := held_instead(data, b"-----BEGIN" in data)) and (advice := advice_for(held, path, key=True)):
+            raise ProbeError(f"The client key {shown(path)} is {held}, not a private key{advice}.") from None
+        raise
 
 
 def client_description(client: ClientFiles, now: dt.datetime | None = None) -> tuple[dict, list]:

@@ -4,6 +4,10 @@ inspect showed no certificatePolicies, policyConstraints, inhibitAnyPolicy, auth
 or cRLDistributionPoints, no extension it does not know, and nothing of a CSR's attributes (challengePassword,
 unstructuredName) or of the extensions it requests beyond its names and EKU: each is now a line named as
 ``openssl x509 -text`` / ``openssl req -text`` name it, and a key of ``--json``.
+
+A PKCS#12 truststore (no key: keytool -importcert -storetype PKCS12, openssl pkcs12 -export -nokeys) was "certificates
+and a key, encrypted", with "give the PEM file beside it (cert.pem, fullchain.pem)"; a JKS or a .p12 given as probe
+--key or serve --key was named with no way to take the key out.
 """
 
 from __future__ import annotations
@@ -14,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run_certkit
+from conftest import assert_clean_error, new_ca, require, run_certkit, serve_refused_at_start
 
 EXTFILE = """basicConstraints=CA:FALSE
 subjectAltName=DNS:a.example
@@ -135,3 +139,92 @@ def test_inspect_of_a_csr_shows_its_attributes_and_requested_extensions_as_opens
         {"name": "unstructuredName", "oid": "1.2.840.113549.1.9.2", "value": "Acme Unit 7"}], item
     assert [(e["name"], e["critical"]) for e in item["requested_extensions"]][:2] == [
         ("X509v3 Basic Constraints", True), ("X509v3 Key Usage", True)], item
+
+
+# --- PKCS#12 truststores and Java keystores where a CA file or a key is read ------------------------------------------
+def _keytool(*args, home: Path) -> None:
+    subprocess.run(["keytool", *map(str, args)], check=True, capture_output=True, timeout=180,
+                   env={"HOME": str(home), "PATH": "/usr/bin:/bin"})  # a private HOME: nothing of the user's
+
+
+@pytest.fixture(scope="module")
+def stores(made) -> Path:
+    """trust-keytool.p12, trust-openssl.p12 (ca.pem alone, no key), key.jks and key.p12 (keytool -genkeypair)."""
+    require("keytool")
+    (home := made / "java-home").mkdir(exist_ok=True)
+    _ossl("pkcs12", "-export", "-nokeys", "-in", "ca.pem", "-out", "trust-openssl.p12", "-passout", "pass:changeit",
+          cwd=made)
+    _keytool("-importcert", "-noprompt", "-storetype", "PKCS12", "-keystore", made / "trust-keytool.p12",
+             "-storepass", "changeit", "-alias", "tca", "-file", made / "ca.pem", home=home)
+    for store, kind in (("key.jks", "JKS"), ("key.p12", "PKCS12")):
+        _keytool("-genkeypair", "-keyalg", "EC", "-groupname", "secp256r1", "-dname", "CN=k", "-alias", "k",
+                 "-storetype", kind, "-keystore", made / store, "-storepass", "changeit", "-keypass", "changeit",
+                 home=home)
+    return made
+
+
+@pytest.mark.parametrize("store", ["trust-keytool.p12", "trust-openssl.p12"])
+@pytest.mark.parametrize("reader", ["inspect", "verify --ca-file", "verify --untrusted", "probe --ca-file"])
+def test_a_pkcs12_truststore_is_named_as_one_with_the_openssl_command_that_writes_its_pem(stores, store, reader):
+    path, leaf = stores / store, stores / "leaf.pem"
+    args = {"inspect": ["inspect", path],
+            "verify --ca-file": ["verify", leaf, "--purpose", "server", "--ca-file", path],
+            "verify --untrusted": ["verify", leaf, "--purpose", "server", "--untrusted", path,
+                                   "--ca-file", stores / "ca.pem"],
+            "probe --ca-file": ["probe", "https://127.0.0.1:1/", "--ca-file", path]}[reader]
+    proc = run_certkit(*args)
+    assert_clean_error(proc, f"{path} is a PKCS#12 truststore (a .p12 or .pfx file of certificates and no private "
+                             f"key, as keytool -importcert and openssl pkcs12 -export -nokeys write it), not a "
+                             f"certificate, CSR or CRL; take its certificates out with 'openssl pkcs12 -in {path} "
+                             f"-nokeys -out ca.pem'")
+    assert "and a key" not in proc.stderr and "cert.pem, fullchain.pem" not in proc.stderr
+    if reader == "verify --ca-file":  # the command, followed, gives the file openssl verify and certkit agree on
+        out = stores / f"{store}.ca.pem"
+        _ossl("pkcs12", "-in", path, "-nokeys", "-out", out, "-passin", "pass:changeit", cwd=stores)
+        ossl = subprocess.run(["openssl", "verify", "-x509_strict", "-CAfile", out, leaf], capture_output=True,
+                              text=True)
+        verdict = run_certkit("verify", leaf, "--purpose", "server", "--ca-file", out)
+        assert ossl.returncode != 0 and verdict.returncode == 1, (ossl.stdout, ossl.stderr, verdict.stdout)
+        assert "unhandled critical extension" in ossl.stderr + ossl.stdout  # leaf.pem's 1.2.3.4.5, both refuse it
+        assert "1.2.3.4.5" in verdict.stdout, verdict.stdout
+
+
+def test_a_pkcs12_with_a_key_is_still_a_bundle_of_certificates_and_a_key(stores):
+    _ossl("pkcs12", "-export", "-in", "leaf.pem", "-inkey", "leaf.key", "-out", "withkey.p12", "-passout",
+          "pass:changeit", cwd=stores)
+    for store in ("withkey.p12", "key.p12"):
+        assert_clean_error(run_certkit("inspect", stores / store),
+                           "is a PKCS#12 bundle (a .p12 or .pfx file: certificates and a key, encrypted)")
+
+
+@pytest.mark.parametrize("store", ["key.jks", "key.p12", "trust-keytool.p12"])
+@pytest.mark.parametrize("reader", ["probe", "serve"])
+def test_a_keystore_given_as_the_key_says_how_to_take_the_key_out(stores, store, reader, tmp_path):
+    """probe --key and serve --key: a JKS gets keytool -importkeystore then openssl pkcs12; followed, the key works."""
+    path = stores / store
+    if reader == "probe":
+        err = run_certkit("probe", "https://127.0.0.1:1/", "--ca-file", stores / "ca.pem", "--cert",
+                          stores / "leaf.pem", "--key", path)
+        assert err.returncode == 1 and "Traceback" not in err.stderr, err.stderr
+        err = err.stderr
+    else:
+        (tmp_path / "cert.pem").write_bytes((stores / "leaf.pem").read_bytes())
+        (tmp_path / "privkey.pem").write_bytes(path.read_bytes())
+        err = serve_refused_at_start(tmp_path, new_ca(tmp_path, "Serve CA"), f"{store} as its key")
+        path = tmp_path / "privkey.pem"
+    said = {"key.jks": f"is a Java keystore (JKS or JCEKS, which certkit does not read), not a private key; take the "
+                       f"key out with 'keytool -importkeystore -srckeystore {path} -destkeystore key.p12 "
+                       f"-deststoretype PKCS12', then 'openssl pkcs12 -in key.p12 -nocerts -noenc -out privkey.pem'",
+            "key.p12": f"take the key out with 'openssl pkcs12 -in {path} -nocerts -noenc -out privkey.pem'",
+            "trust-keytool.p12": "is a PKCS#12 truststore (a .p12 or .pfx file of certificates and no private key, "
+                                 "as keytool -importcert and openssl pkcs12 -export -nokeys write it), not a private "
+                                 "key; it holds no key: give the PEM private key (privkey.pem)."}[store]
+    assert err.startswith("Error: ") and said in err and err.count("\n") == 1, err
+    if store == "key.jks" and reader == "probe":  # the two commands, followed, give a key openssl reads
+        home = stores / "java-home"
+        subprocess.run(["keytool", "-importkeystore", "-srckeystore", path, "-destkeystore", tmp_path / "key.p12",
+                        "-deststoretype", "PKCS12", "-srcstorepass", "changeit", "-deststorepass", "changeit"],
+                       check=True, capture_output=True, timeout=180, env={"HOME": str(home), "PATH": "/usr/bin:/bin"})
+        _ossl("pkcs12", "-in", "key.p12", "-nocerts", "-noenc", "-out", "privkey.pem", "-passin", "pass:changeit",
+              cwd=tmp_path)
+        assert "PRIVATE KEY" in _ossl("pkey", "-in", "privkey.pem", cwd=tmp_path)
