@@ -188,7 +188,7 @@ def _check_certificates(cert, parents: list | None, now: dt.datetime, store: CAD
     chain = [cert, *(parents or [])]
     if parents is not None and is_ca:
         found.extend(_check_chain(chain))
-    for c in chain:
+    for c in chain if is_ca else chain[1:]:  # a leaf's dates are not the CA's: said of no CA, OK or expired
         name = c.subject.rfc4514_string()
         end, rows = c.not_valid_after_utc, dict(dated(c.not_valid_before_utc, c.not_valid_after_utc, now))
         ended = rows.get("expired", f"{end:%Y-%m-%d %H:%M:%S} UTC")  # to the second, as verify, inspect, probe say it
@@ -203,7 +203,7 @@ def _check_certificates(cert, parents: list | None, now: dt.datetime, store: CAD
                                  "system clock."))
     if parents and (revoked := revoked_by_parent(cert, parents[0], recorded_parent_dir(store))):
         found.append(Finding("validity", "error", revoked))
-    if not any(f.check == "validity" for f in found):
+    if is_ca and not any(f.check == "validity" for f in found):
         chained = parents and not any(f.check == "chain" and f.level == "error" for f in found)
         found.append(Finding("validity", "ok", f"valid until {cert.not_valid_after_utc:%Y-%m-%d}"
                              + (f", chain of {len(chain)}" if chained else "")))

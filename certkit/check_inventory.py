@@ -83,6 +83,7 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
             return [Finding("inventory", "error", f"{inventory.location} failed SQLite's integrity check: "
                             f"{integrity}. Restore it from a backup.")]
         audited = audit(inventory, cert)
+        deleted = _deleted(inventory, cert, version)
         pending, killed = inventory.pending_count(), killed_servers(inventory)
     except CertkitError as exc:
         return [Finding("inventory", "error", str(exc))]
@@ -90,7 +91,7 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
         return [Finding("inventory", "error", str(inventory.db.error(exc)))]
     for row in audited.damaged:
         found.append(Finding("inventory-row", "error", f"serial {row.serial}: {row.reason}.{_RESTORE}"))
-    found.extend(_listed("inventory-row", audited.contradicted, "rows contradict their certificates"))
+    found.extend(_listed("inventory-row", audited.contradicted, "rows contradict their certificates") + deleted)
     readable = audited.count - len(audited.damaged)
     if audited.foreign and len(audited.foreign) == readable and readable > 1:
         found.append(Finding("issuer", "error", f"none of the {readable} certificates in {inventory.location} was "
@@ -100,7 +101,7 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
     if pending:
         found.extend(_pending(inventory))
     found += [Finding("serve", "warning", f"{text}.") for text in killed]
-    if not (audited.damaged or audited.contradicted or audited.foreign):
+    if not (audited.damaged or audited.contradicted or audited.foreign or deleted):
         issued = "each issued by this CA" if cert is not None else f"issuers not checked ({CERT_FILE} cannot be used)"
         count = f"{audited.count} certificate{'s' if audited.count != 1 else ''}"
         found.append(Finding("inventory", "ok", f"{count} recorded, every row readable and true "
@@ -108,6 +109,14 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
                                                 f"{min(version, SCHEMA_VERSION)}"
                                                 + (" (current)" if version == SCHEMA_VERSION else "")))
     return found
+
+
+def _deleted(inventory, cert, version: int) -> list[Finding]:
+    """Rows deleted by hand (a renewal of an unknown serial, a bundle of this CA's unrecorded); none judged
+    without this CA's certificate."""
+    from certkit.check_unrecorded import unrecorded
+
+    return unrecorded(inventory, cert, version) if cert is not None else []
 
 
 def _database(inventory) -> list[Finding]:

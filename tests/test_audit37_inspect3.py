@@ -8,6 +8,10 @@ unstructuredName) or of the extensions it requests beyond its names and EKU: eac
 A PKCS#12 truststore (no key: keytool -importcert -storetype PKCS12, openssl pkcs12 -export -nokeys) was "certificates
 and a key, encrypted", with "give the PEM file beside it (cert.pem, fullchain.pem)"; a JKS or a .p12 given as probe
 --key or serve --key was named with no way to take the key out.
+
+check, with a leaf copied over ca.pem, said "OK validity valid until <the leaf's date>"; and it found nothing of an
+inventory row deleted by hand (a bundle folder this CA signed whose serial no row holds, a renewal of a serial no
+row holds).
 """
 
 from __future__ import annotations
@@ -228,3 +232,79 @@ def test_a_keystore_given_as_the_key_says_how_to_take_the_key_out(stores, store,
         _ossl("pkcs12", "-in", "key.p12", "-nocerts", "-noenc", "-out", "privkey.pem", "-passin", "pass:changeit",
               cwd=tmp_path)
         assert "PRIVATE KEY" in _ossl("pkey", "-in", "privkey.pem", cwd=tmp_path)
+
+
+# --- check: a leaf in ca.pem, rows deleted by hand -------------------------------------------------------------------
+def _check(env: dict) -> tuple[int, list[tuple[str, str, str]]]:
+    proc = run_certkit("check", "--json", env=env)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, [(f["check"], f["level"], f["message"]) for f in json.loads(proc.stdout)["findings"]]
+
+
+@pytest.fixture
+def lab(tmp_path) -> tuple[Path, dict]:
+    """A CA in tmp_path/ca with localhost/ (renewed once, in place) and alice/ and bob/ beside it."""
+    env = new_ca(tmp_path, "Check CA")
+    for args in (("issue-server", "localhost"), ("issue-client", "alice"), ("issue-client", "bob"),
+                 ("renew", "localhost")):
+        run_certkit(*args, cwd=tmp_path, env=env, check=True)
+    return tmp_path, env
+
+
+def _serial(pem: Path) -> str:
+    return subprocess.run(["openssl", "x509", "-in", pem, "-noout", "-serial"], capture_output=True, text=True,
+                          check=True).stdout.strip().split("=")[1]
+
+
+def _delete(top: Path, where: str, *args) -> None:
+    import sqlite3
+
+    with sqlite3.connect(top / "ca" / "inventory.sqlite3") as conn:
+        assert conn.execute(f"DELETE FROM certificates WHERE {where}", args).rowcount == 1
+    conn.close()
+
+
+def test_check_says_of_each_bundle_whose_row_was_deleted_what_it_means_and_what_to_do(lab):
+    top, env = lab
+    assert _check(env)[0] == 0
+    alice, bob = _serial(top / "alice" / "cert.pem"), _serial(top / "bob" / "cert.pem")
+    _delete(top, "serial = ?", alice)
+    _delete(top, "serial = ?", bob)
+    code, found = _check(env)
+    assert code == 1, found
+    said = {m.split(" holds serial ")[0]: m for c, level, m in found if c == "inventory-row" and level == "error"}
+    for name, serial in (("alice", alice), ("bob", bob)):
+        message = said[str(top / name / "cert.pem")]
+        assert f"holds serial {serial} (CN={name}), signed by this CA, which the inventory does not record" in message
+        assert "revoke refuses it and no CRL can list it, and it stays valid until" in message, message
+        assert "Restore the inventory from a backup made after" in message, message
+    assert not [f for f in found if f[0] == "inventory" and f[1] == "ok"], found  # not "every row ... true"
+    revoke = run_certkit("revoke", top / "alice", cwd=top, env=env)  # what the finding says revoke does
+    assert revoke.returncode != 0 and "has no record of it" in revoke.stderr, revoke.stderr
+    crl = top / "crl.pem"
+    run_certkit("crl", "--out", crl, env=env, check=True)
+    ossl = subprocess.run(["openssl", "verify", "-x509_strict", "-crl_check", "-CAfile", top / "ca" / "ca.pem",
+                           "-CRLfile", crl, top / "alice" / "cert.pem"], capture_output=True, text=True)
+    assert ossl.returncode == 0, ossl.stdout + ossl.stderr  # "stays valid": OpenSSL, with the CRL, accepts it
+
+
+def test_check_says_a_renewal_of_a_deleted_row(lab):
+    top, env = lab
+    _delete(top, "serial = (SELECT renewed_from FROM certificates WHERE renewed_from IS NOT NULL)")
+    code, found = _check(env)
+    (message,) = [m for c, level, m in found if c == "inventory-row"]
+    assert code == 1 and " renews serial " in message, found
+    assert "which the inventory does not record: that row was deleted outside certkit" in message, message
+    assert message.endswith("Restore the inventory from a backup made before the change, then run certkit check "
+                            "again."), message
+
+
+def test_check_judges_no_validity_by_a_leaf_copied_over_ca_pem(lab):
+    top, env = lab
+    (top / "ca" / "ca.pem").write_bytes((top / "alice" / "cert.pem").read_bytes())
+    code, found = _check(env)
+    assert code == 1
+    assert [c for c, level, _ in found if c == "certificate" and level == "error"] == ["certificate"], found
+    leaf_end = subprocess.run(["openssl", "x509", "-in", top / "alice" / "cert.pem", "-noout", "-enddate"],
+                              capture_output=True, text=True, check=True).stdout
+    assert not [f for f in found if f[0] == "validity"], (found, leaf_end)  # was: OK valid until the leaf's date
