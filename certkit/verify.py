@@ -210,6 +210,8 @@ def verify_certificate(leaf: "CertLike", *, purpose: str, roots: "CertLike | Seq
             verdict.chain, verdict.verifier_error = [dn_text(c.subject) for c in path], None
     if verdict.verifier_error and not verdict.reasons and verdict.name_ok and (dotted := dotted_san(leaf, name)):
         verdict.reasons.append(dotted)
+    if verdict.verifier_error and not verdict.reasons and not broken and (own := _own_path_problem(path, purpose)):
+        verdict.reasons.append(own)  # which CA breaks which rule (pathlen, keyCertSign, a name), OpenSSL's words
     if verdict.verifier_error and not verdict.reasons:
         verdict.reasons.append(f"the verifier refused it: {verdict.verifier_error}")
     verdict.valid = verdict.verifier_error is None and not verdict.reasons
@@ -282,12 +284,15 @@ def _own_path_problem(path: list, purpose: str) -> str | None:
         try:
             usage = ca.extensions.get_extension_for_class(x509.KeyUsage).value
             if not usage.key_cert_sign:
-                return f"its issuer {cn_text(ca.subject)} may not sign certificates (no keyCertSign)"
+                return (f"{'its issuer' if depth == 0 else 'the issuing CA'} {cn_text(ca.subject)} may not sign "
+                        "certificates (no keyCertSign in its keyUsage): "
+                        "OpenSSL refuses the chain (\"invalid CA certificate\")")
         except x509.ExtensionNotFound:
             pass
         limit = ca.extensions.get_extension_for_class(x509.BasicConstraints).value.path_length
         if limit is not None and depth > limit:
-            return f"the issuing CA {cn_text(ca.subject)} allows {limit} intermediate CAs below it, not {depth}"
+            return (f"the issuing CA {cn_text(ca.subject)} allows {limit} intermediate CAs below it, not {depth}: "
+                    "OpenSSL refuses the chain (\"path length constraint exceeded\")")
     identities = identities_as_written(leaf)  # not by certkit's rules of issuing: a verifier takes them as they are
     for ca in path[1:]:
         for nc in of_chain([ca]):

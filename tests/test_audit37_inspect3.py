@@ -12,6 +12,11 @@ and a key, encrypted", with "give the PEM file beside it (cert.pem, fullchain.pe
 check, with a leaf copied over ca.pem, said "OK validity valid until <the leaf's date>"; and it found nothing of an
 inventory row deleted by hand (a bundle folder this CA signed whose serial no row holds, a renewal of a serial no
 row holds).
+
+verify (and probe, which judges a server's chain with it) gave cryptography's own words as the reason of a chain
+OpenSSL refuses for a CA's rule: "the verifier refused it: ... path length constraint violated", "... keyUsage.
+keyCertSign must be asserted in a CA certificate", "one of its names is outside a CA's name constraints": now which
+CA, what it allows and OpenSSL's reason ("path length constraint exceeded", "invalid CA certificate"), or the name.
 """
 
 from __future__ import annotations
@@ -308,3 +313,58 @@ def test_check_judges_no_validity_by_a_leaf_copied_over_ca_pem(lab):
     leaf_end = subprocess.run(["openssl", "x509", "-in", top / "alice" / "cert.pem", "-noout", "-enddate"],
                               capture_output=True, text=True, check=True).stdout
     assert not [f for f in found if f[0] == "validity"], (found, leaf_end)  # was: OK valid until the leaf's date
+
+
+# --- verify: a CA's rule broken, in openssl verify -x509_strict's reason ---------------------------------------------
+CA_EXT = ("basicConstraints=critical,CA:TRUE{pathlen}\nkeyUsage=critical,{usage}\nsubjectKeyIdentifier=hash\n"
+          "authorityKeyIdentifier=keyid\n")
+LEAF_EXT = ("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nextendedKeyUsage=serverAuth\n"
+            "subjectAltName=DNS:localhost\nsubjectKeyIdentifier=hash\nauthorityKeyIdentifier=keyid\n")
+
+
+@pytest.fixture(scope="module")
+def rules(made) -> Path:
+    """Under made's TCA (ca.pem): p0 (pathlen:0) over sub over leaf_pl; noku (keyUsage digitalSignature only)
+    over leaf_noku; nc (permitted DNS:example.com) over leaf_nc, each leaf naming localhost."""
+    top = made / "rules"
+    top.mkdir()
+    (top / "ca.pem").write_bytes((made / "ca.pem").read_bytes())
+    (top / "ca.key").write_bytes((made / "ca.key").read_bytes())
+    ca_ext = CA_EXT.format(pathlen="", usage="keyCertSign,cRLSign")
+    for name, ext, issuer in (("p0", CA_EXT.format(pathlen=",pathlen:0", usage="keyCertSign,cRLSign"), "ca"),
+                              ("sub", ca_ext, "p0"), ("leaf_pl", LEAF_EXT, "sub"),
+                              ("noku", CA_EXT.format(pathlen="", usage="digitalSignature"), "ca"),
+                              ("leaf_noku", LEAF_EXT, "noku"),
+                              ("nc", ca_ext + "nameConstraints=critical,permitted;DNS:example.com\n", "ca"),
+                              ("leaf_nc", LEAF_EXT, "nc")):
+        _ossl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
+              f"{name}.key", "-subj", f"/CN={name}", "-out", f"{name}.csr", cwd=top)
+        (top / f"{name}.ext").write_text(ext)
+        _ossl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{issuer}.pem", "-CAkey", f"{issuer}.key", "-extfile",
+              f"{name}.ext", "-days", "30", "-out", f"{name}.pem", cwd=top)
+    (top / "pl-chain.pem").write_text((top / "sub.pem").read_text() + (top / "p0.pem").read_text())
+    return top
+
+
+@pytest.mark.parametrize(("leaf", "chain", "openssl_says", "reason"), [
+    ("leaf_pl", "pl-chain.pem", "path length constraint exceeded",
+     'the issuing CA CN=p0 allows 0 intermediate CAs below it, not 1: OpenSSL refuses the chain ("path length '
+     'constraint exceeded")'),
+    ("leaf_noku", "noku.pem", "invalid CA certificate",
+     'its issuer CN=noku may not sign certificates (no keyCertSign in its keyUsage): OpenSSL refuses the chain '
+     '("invalid CA certificate")'),
+    ("leaf_nc", "nc.pem", "permitted subtree violation", "localhost is outside the name constraints of CN=nc"),
+])
+def test_verify_names_the_ca_and_rule_openssl_refuses_the_chain_for(rules, leaf, chain, openssl_says, reason):
+    ossl = subprocess.run(["openssl", "verify", "-x509_strict", "-purpose", "sslserver", "-CAfile", rules / "ca.pem",
+                           "-untrusted", rules / chain, rules / f"{leaf}.pem"], capture_output=True, text=True)
+    assert ossl.returncode != 0 and openssl_says in ossl.stdout + ossl.stderr, ossl.stdout + ossl.stderr
+    proc = run_certkit("verify", rules / f"{leaf}.pem", "--purpose", "server", "--ca-file", rules / "ca.pem",
+                       "--untrusted", rules / chain, "--json")
+    verdict = json.loads(proc.stdout)
+    assert proc.returncode == 1 and verdict["valid"] is False, verdict
+    assert verdict["reasons"] == [reason], verdict
+    text = run_certkit("verify", rules / f"{leaf}.pem", "--purpose", "server", "--ca-file", rules / "ca.pem",
+                       "--untrusted", rules / chain)
+    assert text.returncode == 1 and text.stderr.count("\n") == 1 and reason in text.stderr, text.stderr
+    assert f"  reason    {reason}" in text.stdout, text.stdout
