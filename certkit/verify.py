@@ -85,6 +85,11 @@ class Verdict:
 
 
 # --- examining ----------------------------------------------------------------------
+# openssl verify applies no security level unless given one: said beside the reason, so its "OK" is not taken for
+# a verdict that disagrees (TLS, Python's ssl and nginx apply it).
+_AUTH_LEVEL = "; openssl verify says so only when given -auth_level {}"
+
+
 def weak_chain(path: list, *, anchored: bool = True) -> list[str]:
     """What OpenSSL at its default security level (2: Python's ssl, nginx on current systems) refuses in ``path``
     but cryptography's verifier is not asked about: RSA (or DSA) keys under 2048 bits, SHA-1 or MD5 signatures;
@@ -100,10 +105,11 @@ def weak_chain(path: list, *, anchored: bool = True) -> list[str]:
         if isinstance(key, (rsa.RSAPublicKey, dsa.DSAPublicKey)) and key.key_size < 2048:
             problems.append(f"{whose} {'RSA' if isinstance(key, rsa.RSAPublicKey) else 'DSA'} key has {key.key_size} "
                             "bits: OpenSSL at its default security level (Python's ssl, nginx) refuses keys under "
-                            "2048 bits (\"key too weak\")")
+                            f"2048 bits (\"key too weak\"{_AUTH_LEVEL.format(2)})")
         if isinstance(key, ec.EllipticCurvePublicKey) and key.key_size < 224:
             problems.append(f"{whose} EC key is on {key.curve.name}, of {key.key_size} bits: OpenSSL at its default "
-                            "security level (Python's ssl, nginx) refuses EC keys under 224 bits (\"key too weak\")")
+                            "security level (Python's ssl, nginx) refuses EC keys under 224 bits (\"key too weak\""
+                            f"{_AUTH_LEVEL.format(2)})")
         try:  # the trust anchor's own signature is not checked by anyone
             digest = cert.signature_hash_algorithm if depth < len(path) - anchored else None
         except Exception:  # an algorithm cryptography does not know: the verifier says it
@@ -111,7 +117,7 @@ def weak_chain(path: list, *, anchored: bool = True) -> list[str]:
         if isinstance(digest, (hashes.SHA1, hashes.MD5)):
             problems.append(f"{'it' if depth == 0 else 'the CA ' + cn_text(cert.subject)} is signed with "
                             f"{digest.name.upper()}, a digest OpenSSL (Python's ssl, nginx) and cryptography's "
-                            "verifier refuse (\"digest algorithm too weak\")")
+                            f"verifier refuse (\"digest algorithm too weak\"{_AUTH_LEVEL.format(1)})")
     return problems + [p for p in (unusable_leaf_key(path[0]) or refused_ca_key(path[0]),) if p]
 
 

@@ -325,7 +325,8 @@ LEAF_EXT = ("basicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\nexte
 @pytest.fixture(scope="module")
 def rules(made) -> Path:
     """Under made's TCA (ca.pem): p0 (pathlen:0) over sub over leaf_pl; noku (keyUsage digitalSignature only)
-    over leaf_noku; nc (permitted DNS:example.com) over leaf_nc, each leaf naming localhost."""
+    over leaf_noku; nc (permitted DNS:example.com) over leaf_nc; good over leaf_sha1 (signed with SHA-1) and
+    leaf_rsa (RSA 1024); sha1int (signed with SHA-1) and rsaint (RSA 1024), each over a leaf; leaves name localhost."""
     top = made / "rules"
     top.mkdir()
     (top / "ca.pem").write_bytes((made / "ca.pem").read_bytes())
@@ -336,12 +337,17 @@ def rules(made) -> Path:
                               ("noku", CA_EXT.format(pathlen="", usage="digitalSignature"), "ca"),
                               ("leaf_noku", LEAF_EXT, "noku"),
                               ("nc", ca_ext + "nameConstraints=critical,permitted;DNS:example.com\n", "ca"),
-                              ("leaf_nc", LEAF_EXT, "nc")):
-        _ossl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout",
-              f"{name}.key", "-subj", f"/CN={name}", "-out", f"{name}.csr", cwd=top)
+                              ("leaf_nc", LEAF_EXT, "nc"), ("good", ca_ext, "ca"), ("leaf_sha1", LEAF_EXT, "good/sha1"),
+                              ("leaf_rsa", LEAF_EXT, "good/rsa"), ("sha1int", ca_ext, "ca/sha1"),
+                              ("leaf_sha1int", LEAF_EXT, "sha1int"), ("rsaint", ca_ext, "ca/rsa"),
+                              ("leaf_rsaint", LEAF_EXT, "rsaint")):
+        issuer, _, odd = issuer.partition("/")  # sha1: signed with SHA-1; rsa: an RSA key of 1024 bits
+        key = ["rsa:1024"] if odd == "rsa" else ["ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
+        _ossl("req", "-new", "-newkey", *key, "-nodes", "-keyout", f"{name}.key", "-subj", f"/CN={name}", "-out",
+              f"{name}.csr", cwd=top)
         (top / f"{name}.ext").write_text(ext)
         _ossl("x509", "-req", "-in", f"{name}.csr", "-CA", f"{issuer}.pem", "-CAkey", f"{issuer}.key", "-extfile",
-              f"{name}.ext", "-days", "30", "-out", f"{name}.pem", cwd=top)
+              f"{name}.ext", "-days", "30", "-out", f"{name}.pem", *(["-sha1"] if odd == "sha1" else []), cwd=top)
     (top / "pl-chain.pem").write_text((top / "sub.pem").read_text() + (top / "p0.pem").read_text())
     return top
 
@@ -368,3 +374,25 @@ def test_verify_names_the_ca_and_rule_openssl_refuses_the_chain_for(rules, leaf,
                        "--untrusted", rules / chain)
     assert text.returncode == 1 and text.stderr.count("\n") == 1 and reason in text.stderr, text.stderr
     assert f"  reason    {reason}" in text.stdout, text.stdout
+
+
+@pytest.mark.parametrize(("leaf", "chain", "level", "reason"), [
+    ("leaf_sha1", "good.pem", 1, "it is signed with SHA1"),
+    ("leaf_sha1int", "sha1int.pem", 1, "the CA CN=sha1int is signed with SHA1"),
+    ("leaf_rsa", "good.pem", 2, "its RSA key has 1024 bits"),
+    ("leaf_rsaint", "rsaint.pem", 2, "the CA CN=rsaint's RSA key has 1024 bits"),
+])
+def test_a_weak_chain_says_openssl_verify_refuses_it_only_at_an_auth_level(rules, leaf, chain, level, reason):
+    """openssl verify, without -auth_level, says OK of a SHA-1 signature or an RSA 1024 key, which TLS (Python's
+    ssl, nginx) refuses: certkit's NOT VALID said OpenSSL refuses it, and now also how openssl verify says so."""
+    args = ["-x509_strict", "-purpose", "sslserver", "-CAfile", rules / "ca.pem", "-untrusted", rules / chain,
+            rules / f"{leaf}.pem"]
+    plain = subprocess.run(["openssl", "verify", *args], capture_output=True, text=True)
+    assert plain.returncode == 0, plain.stdout + plain.stderr
+    strict = subprocess.run(["openssl", "verify", "-auth_level", str(level), *args], capture_output=True, text=True)
+    assert strict.returncode != 0 and "too weak" in strict.stdout + strict.stderr, strict.stdout + strict.stderr
+    proc = run_certkit("verify", rules / f"{leaf}.pem", "--purpose", "server", "--ca-file", rules / "ca.pem",
+                       "--untrusted", rules / chain, "--json")
+    (said,) = json.loads(proc.stdout)["reasons"]
+    assert proc.returncode == 1 and said.startswith(reason), said
+    assert said.endswith(f'too weak"; openssl verify says so only when given -auth_level {level})'), said
