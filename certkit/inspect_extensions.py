@@ -19,7 +19,18 @@ OPENSSL_NAMES = {
     "2.5.29.31": "X509v3 CRL Distribution Points", "2.5.29.30": "X509v3 Name Constraints",
     "2.5.29.14": "X509v3 Subject Key Identifier", "2.5.29.35": "X509v3 Authority Key Identifier",
     "1.3.6.1.5.5.7.1.24": "TLS Feature", "2.16.840.1.113730.1.1": "Netscape Cert Type",
+    "2.5.29.18": "X509v3 Issuer Alternative Name", "2.5.29.33": "X509v3 Policy Mappings",
+    "2.16.840.1.113730.1.13": "Netscape Comment", "1.3.6.1.4.1.11129.2.4.2": "CT Precertificate SCTs",
+    "1.3.6.1.4.1.11129.2.4.3": "CT Precertificate Poison", "1.3.6.1.5.5.7.48.1.5": "OCSP No Check",
+    "2.5.29.46": "X509v3 Freshest CRL", "1.3.6.1.5.5.7.1.11": "Subject Information Access",
+    "2.5.29.9": "X509v3 Subject Directory Attributes", "1.3.6.1.5.5.7.1.14": "Proxy Certificate Information",
+    "1.3.6.1.5.5.7.1.7": "IP Address Blocks (RFC 3779)", "1.3.6.1.5.5.7.1.8": "AS Identifiers (RFC 3779)",
+    "1.3.6.1.5.5.7.1.3": "qcStatements", "2.5.29.16": "X509v3 Private Key Usage Period",
 }
+# On inspect's lines of their own (the key identifiers, on every certificate certkit issues, are not shown).
+_SHOWN = {"2.5.29.19", "2.5.29.15", "2.5.29.37", "2.5.29.17", "2.5.29.30", "1.3.6.1.5.5.7.1.24",
+          "2.16.840.1.113730.1.1", "2.5.29.32", "2.5.29.36", "2.5.29.54", "1.3.6.1.5.5.7.1.1", "2.5.29.31",
+          "2.5.29.14", "2.5.29.35"}
 ATTRIBUTE_NAMES = {"1.2.840.113549.1.9.7": "challengePassword", "1.2.840.113549.1.9.2": "unstructuredName",
                    "1.2.840.113549.1.9.8": "unstructuredAddress"}
 _EXTENSION_REQUEST = "1.2.840.113549.1.9.14"
@@ -91,8 +102,18 @@ def extension_facts(extensions) -> dict:
         "crl_distribution_points": {"points": _distribution_points(cdp.value), "critical": cdp.critical}
         if cdp else None,
         "unknown_extensions": [{"oid": e.oid.dotted_string, "critical": e.critical, "value_hex": e.value.value.hex()}
-                               for e in extensions if isinstance(e.value, x509.UnrecognizedExtension)],
+                               for e in extensions if _unknown(e)],
+        "other_extensions": [{"oid": e.oid.dotted_string, "name": OPENSSL_NAMES.get(e.oid.dotted_string) or
+                              e.oid._name, "critical": e.critical} for e in extensions
+                             if e.oid.dotted_string not in _SHOWN and not _unknown(e)],
     }
+
+
+def _unknown(ext) -> bool:
+    """An extension neither cryptography nor certkit names (a private one): shown by OID, critical flag and value."""
+    from cryptography import x509
+
+    return isinstance(ext.value, x509.UnrecognizedExtension) and ext.oid.dotted_string not in OPENSSL_NAMES
 
 
 def _critical(fact: dict) -> str:
@@ -116,6 +137,8 @@ def extension_lines(item: dict) -> list[str]:
         lines.append(f"AIA           {', '.join(said) or '(no OCSP or CA Issuers entry)'}{_critical(aia)}")
     if cdp := item.get("crl_distribution_points"):
         lines.append(f"CRL dist.     {', '.join(cdp['points']) or '(no name)'}{_critical(cdp)}")
+    lines += [f"extension     {e['name']} ({e['oid']}){', critical' if e['critical'] else ''}"
+              for e in item.get("other_extensions") or []]
     for ext in item.get("unknown_extensions") or []:
         shown = ext["value_hex"][:48] + ("..." if len(ext["value_hex"]) > 48 else "")
         lines.append(f"extension     {ext['oid']}{', critical' if ext['critical'] else ''} "
@@ -142,7 +165,7 @@ def _requested_value(ext) -> str:
     from cryptography import x509
 
     alone = x509.Extensions([x509.Extension(ext.oid, False, value)])  # its critical flag is said beside it
-    lines = extension_lines({**extension_facts(alone), "unknown_extensions": []})
+    lines = extension_lines({**extension_facts(alone), "unknown_extensions": [], "other_extensions": []})
     return lines[0][16:] if lines else "(see openssl req -text)"
 
 

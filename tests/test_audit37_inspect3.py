@@ -128,6 +128,32 @@ def test_inspect_shows_policy_constraints_and_inhibit_any_policy_of_a_ca(made):
     assert item["certificate_policies"] is None and item["unknown_extensions"] == [], item
 
 
+def test_inspect_names_every_other_extension_once_as_openssl_does(made):
+    """nsCertType was shown on its line and again as 'unknown to certkit'; policyMappings and nsComment, which
+    OpenSSL names, were 'unknown'; issuerAltName (cryptography reads it) was not shown at all."""
+    (made / "odd.cnf").write_text("basicConstraints=critical,CA:TRUE\nkeyUsage=critical,keyCertSign\n"
+                                  "nsCertType=sslCA\nnsComment=\"hello\"\npolicyMappings=critical,1.2.3.4:1.2.3.5\n"
+                                  "issuerAltName=email:ca@example.com\n")
+    _ossl("req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-keyout", "odd.key",
+          "-subj", "/CN=odd", "-out", "odd.csr", cwd=made)
+    _ossl("x509", "-req", "-in", "odd.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-extfile", "odd.cnf", "-days", "10",
+          "-out", "odd.pem", cwd=made)
+    ossl = _ossl("x509", "-in", "odd.pem", "-noout", "-text", cwd=made)
+    for name in ("Netscape Comment", "X509v3 Policy Mappings: critical", "X509v3 Issuer Alternative Name"):
+        assert name in ossl, ossl
+    text = run_certkit("inspect", made / "odd.pem", check=True).stdout
+    assert "unknown to certkit" not in text and "2.16.840.1.113730.1.1 " not in text, text
+    for line in ("  nsCertType    sslCA (Netscape certificate type)",
+                 "  extension     Netscape Comment (2.16.840.1.113730.1.13)\n",
+                 "  extension     X509v3 Policy Mappings (2.5.29.33), critical\n",
+                 "  extension     X509v3 Issuer Alternative Name (2.5.29.18)\n"):
+        assert line in text, text
+    item = _item(made / "odd.pem")
+    assert item["unknown_extensions"] == [], item
+    assert {e["oid"]: e["critical"] for e in item["other_extensions"]} == {
+        "2.16.840.1.113730.1.13": False, "2.5.29.33": True, "2.5.29.18": False}, item
+
+
 def test_inspect_of_a_csr_shows_its_attributes_and_requested_extensions_as_openssl_req_text(made):
     ossl = _ossl("req", "-in", "r.csr", "-noout", "-text", cwd=made)
     assert "unstructuredName" in ossl and "Requested Extensions" in ossl, ossl
