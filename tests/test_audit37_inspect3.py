@@ -422,3 +422,28 @@ def test_a_weak_chain_says_openssl_verify_refuses_it_only_at_an_auth_level(rules
     (said,) = json.loads(proc.stdout)["reasons"]
     assert proc.returncode == 1 and said.startswith(reason), said
     assert said.endswith(f'too weak"; openssl verify says so only when given -auth_level {level})'), said
+
+
+@pytest.mark.parametrize(("leaf", "chain", "openssl_says", "prefix"), [
+    ("leaf_pl", "pl-chain.pem", "path length constraint exceeded", "the issuing CA CN=p0 allows 0 intermediate"),
+    ("leaf_noku", "noku.pem", "invalid CA certificate", "its issuer CN=noku may not sign certificates"),
+])
+def test_probe_of_a_server_sending_that_chain_gives_the_reason_a_python_ssl_client_fails_with(rules, leaf, chain,
+                                                                                               openssl_says, prefix):
+    import socket
+    import ssl
+
+    from test_probe import openssl_server
+
+    with openssl_server("-cert", rules / f"{leaf}.pem", "-key", rules / f"{leaf}.key", "-cert_chain",
+                        rules / chain) as port:
+        context = ssl.create_default_context(cafile=str(rules / "ca.pem"))
+        context.check_hostname = False
+        with pytest.raises(ssl.SSLCertVerificationError, match=openssl_says):
+            with socket.create_connection(("127.0.0.1", port), timeout=20) as raw:
+                context.wrap_socket(raw, server_hostname="localhost").close()
+        proc = run_certkit("probe", f"https://localhost:{port}/", "--ca-file", rules / "ca.pem")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert f"against the CA in {rules / 'ca.pem'}: {openssl_says}" in proc.stdout, proc.stdout  # the handshake's
+    said = f'OpenSSL refuses the chain ("{openssl_says}")'  # certkit's reason names the CA and rule, and agrees
+    assert f"  reason      {prefix}" in proc.stdout and said in proc.stdout, proc.stdout
