@@ -83,7 +83,7 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
             return [Finding("inventory", "error", f"{inventory.location} failed SQLite's integrity check: "
                             f"{integrity}. Restore it from a backup.")]
         audited = audit(inventory, cert)
-        deleted = _deleted(inventory, cert, version)
+        deleted = _deleted(inventory, cert, version, store.path)
         pending, killed = inventory.pending_count(), killed_servers(inventory)
     except CertkitError as exc:
         return [Finding("inventory", "error", str(exc))]
@@ -111,12 +111,12 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
     return found
 
 
-def _deleted(inventory, cert, version: int) -> list[Finding]:
-    """Rows deleted by hand (a renewal of an unknown serial, a bundle of this CA's unrecorded); none judged
-    without this CA's certificate."""
+def _deleted(inventory, cert, version: int, ca_dir) -> list[Finding]:
+    """Rows deleted by hand (a renewal of an unknown serial, a bundle of this CA's unrecorded, beside another
+    or beside ``ca_dir``); none judged without this CA's certificate."""
     from certkit.check_unrecorded import unrecorded
 
-    return unrecorded(inventory, cert, version) if cert is not None else []
+    return unrecorded(inventory, cert, version, ca_dir) if cert is not None else []
 
 
 def _database(inventory) -> list[Finding]:

@@ -15,9 +15,10 @@ from certkit.vocabulary import serial_hex
 FOLDERS_LOOKED_AT = 2000  # bundle folders read at most: check stays quick beside a folder of thousands
 
 
-def unrecorded(inventory, ca_cert, version: int) -> list[Finding]:
+def unrecorded(inventory, ca_cert, version: int, ca_dir: Path) -> list[Finding]:
     """The findings of rows deleted from ``inventory`` (this CA's, whose certificate is ``ca_cert``; of schema
-    ``version``: folder came in version 2, sink in 3)."""
+    ``version``: folder came in version 2, sink in 3). Bundle folders are looked for where the inventory records
+    them and beside them, and beside ``ca_dir`` (``./ca`` and ``./localhost``: every row may be gone)."""
     from cryptography.hazmat.primitives import hashes
 
     columns = f"{'folder' if version >= 2 else 'NULL'}, {'sink' if version >= 3 else 'NULL'}, fingerprint_sha256"
@@ -30,7 +31,7 @@ def unrecorded(inventory, ca_cert, version: int) -> list[Finding]:
                      f"the certificate it held.{_RESTORE}")
              for serial, renewed, *_ in rows if renewed and renewed not in serials]
     folders = {Path(folder) for _, _, folder, sink, _ in rows if folder and sink in (None, "folder")}
-    for folder, cert in _bundles_beside(folders, ca_cert):
+    for folder, cert in _bundles_beside(folders, ca_cert, Path(ca_dir).absolute().parent):
         if not {serial_hex(cert.serial_number), cert.fingerprint(hashes.SHA256()).hex()} & known:
             found.append(Finding("inventory-row", "error", _said(folder, cert)))
     return found[:ROWS_LISTED] + ([Finding("inventory-row", "error", f"{len(found) - ROWS_LISTED} more deleted rows "
@@ -48,9 +49,9 @@ def _said(folder: Path, cert) -> str:
             f"inventory from a backup made after {cert.not_valid_before_utc:%Y-%m-%d}, then run certkit check again.")
 
 
-def _bundles_beside(folders: set[Path], ca_cert):
-    """(folder, its cert.pem's certificate) of each bundle folder in ``folders`` or beside one that ``ca_cert``
-    signed."""
+def _bundles_beside(folders: set[Path], ca_cert, also: Path):
+    """(folder, its cert.pem's certificate) of each bundle folder in ``folders``, beside one, or in ``also``
+    that ``ca_cert`` signed."""
     from cryptography import x509
 
     from certkit.constants import MAX_CERT_FILE_BYTES
@@ -59,6 +60,8 @@ def _bundles_beside(folders: set[Path], ca_cert):
     looked = 0
     candidates = sorted(folders) + sorted({entry for parent in {f.parent for f in folders}
                                            for entry in _subfolders(parent)} - folders)
+    seen = set(candidates)
+    candidates += [entry for entry in _subfolders(also) if entry not in seen]
     for folder in candidates:
         path = folder / CERT_FILE
         if looked >= FOLDERS_LOOKED_AT:

@@ -319,6 +319,18 @@ def test_check_says_of_each_bundle_whose_row_was_deleted_what_it_means_and_what_
     assert ossl.returncode == 0, ossl.stdout + ossl.stderr  # "stays valid": OpenSSL, with the CRL, accepts it
 
 
+def test_check_finds_a_bundle_beside_the_ca_directory_when_every_row_is_gone(lab):
+    top, env = lab
+    import sqlite3
+
+    with sqlite3.connect(top / "ca" / "inventory.sqlite3") as conn:
+        conn.execute("DELETE FROM certificates")
+    conn.close()
+    code, found = _check(env)
+    said = sorted(m.split(" holds serial ")[0] for c, _, m in found if c == "inventory-row")
+    assert code == 1 and said == [str(top / name / "cert.pem") for name in ("alice", "bob", "localhost")], found
+
+
 def test_check_says_a_renewal_of_a_deleted_row(lab):
     top, env = lab
     _delete(top, "serial = (SELECT renewed_from FROM certificates WHERE renewed_from IS NOT NULL)")
