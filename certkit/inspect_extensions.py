@@ -173,13 +173,12 @@ def csr_facts(csr) -> dict:
     """A CSR's ``attributes`` (each ``name``, ``oid``, ``value``; a challengePassword's value is null: named,
     not shown) and ``requested_extensions`` (each ``name``, ``oid``, ``critical``, ``value`` in words)."""
     attributes = []
-    for attr in csr.attributes:
-        oid = attr.oid.dotted_string
+    for oid, values in _attributes(csr.tbs_certrequest_bytes):
         if oid == _EXTENSION_REQUEST:  # its extensions are the requested ones, below
             continue
         name = ATTRIBUTE_NAMES.get(oid, oid)
-        value = None if name == "challengePassword" else attr.value.decode("utf-8", "replace")
-        attributes.append({"name": name, "oid": oid, "value": value})
+        attributes.append({"name": name, "oid": oid, "value": None if name == "challengePassword" else
+                           ", ".join(values)})
     requested = [{"name": OPENSSL_NAMES.get(e.oid.dotted_string, e.oid.dotted_string), "oid": e.oid.dotted_string,
                   "critical": e.critical, "value": _requested_value(e)} for e in csr.extensions]
     return {"attributes": attributes, "requested_extensions": requested}
@@ -193,3 +192,47 @@ def csr_lines(item: dict) -> list[str]:
     lines += [f"  requested     {e['name']}{': critical' if e['critical'] else ''}: {e['value']}"
               for e in item.get("requested_extensions") or []]
     return lines
+
+
+# --- a CSR's attributes, read from its DER: cryptography refuses a multi-valued one, which openssl req -text shows
+_STRINGS = {0x0C: "utf-8", 0x13: "ascii", 0x16: "ascii", 0x12: "ascii", 0x1A: "ascii", 0x14: "latin-1",
+            0x1E: "utf-16-be"}
+
+
+def _attributes(tbs: bytes) -> list[tuple[str, list[str]]]:
+    """(dotted OID, its values in words) of each attribute of a CSR's CertificationRequestInfo (RFC 2986)."""
+    from certkit.material_kinds import der_elements
+
+    fields = der_elements(_content(tbs), sequences=False) or []
+    tagged = next((f for f in fields if f[0] == 0xA0), None)  # attributes [0]
+    out = []
+    for attribute in der_elements(_content(tagged), sequences=False) or [] if tagged else []:
+        parts = der_elements(_content(attribute), sequences=False) or []
+        if len(parts) == 2:  # type, SET of values
+            out.append((_oid(_content(parts[0])), [_value(v) for v in der_elements(_content(parts[1]),
+                                                                                   sequences=False) or []]))
+    return out
+
+
+def _content(element: bytes) -> bytes:
+    size = element[1]
+    return element[2 + (size & 0x7F if size & 0x80 else 0):]
+
+
+def _oid(body: bytes) -> str:
+    if not body:
+        return "(none)"
+    arcs, value = [*divmod(body[0], 40)] if body[0] < 80 else [2, body[0] - 80], 0
+    for byte in body[1:]:
+        value = (value << 7) | (byte & 0x7F)
+        if not byte & 0x80:
+            arcs.append(value)
+            value = 0
+    return ".".join(map(str, arcs))
+
+
+def _value(element: bytes) -> str:
+    """A DirectoryString's text (as openssl req -text shows it), else ``#`` and the DER in hex (RFC 4514's way)."""
+    if element[0] in _STRINGS:
+        return _content(element).decode(_STRINGS[element[0]], "replace")
+    return "#" + element.hex()

@@ -459,3 +459,33 @@ def test_probe_of_a_server_sending_that_chain_gives_the_reason_a_python_ssl_clie
     assert f"against the CA in {rules / 'ca.pem'}: {openssl_says}" in proc.stdout, proc.stdout  # the handshake's
     said = f'OpenSSL refuses the chain ("{openssl_says}")'  # certkit's reason names the CA and rule, and agrees
     assert f"  reason      {prefix}" in proc.stdout and said in proc.stdout, proc.stdout
+
+
+def _tlv(tag: int, body: bytes) -> bytes:
+    size = len(body)
+    length = bytes([size]) if size < 128 else bytes([0x80 | ((size.bit_length() + 7) // 8)]) + size.to_bytes(
+        (size.bit_length() + 7) // 8, "big")
+    return bytes([tag]) + length + body
+
+
+def test_inspect_reads_a_csr_with_a_multi_valued_attribute_as_openssl_req_does(tmp_path):
+    """cryptography refuses csr.attributes of a CSR whose unstructuredName holds two values ('Only single-valued
+    attributes are supported'); openssl req -text shows both: so does inspect, and says no damage."""
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509 import Name, NameAttribute
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    spki = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    two = _tlv(0x31, _tlv(0x0C, b"one") + _tlv(0x0C, b"two"))  # unstructuredName: a SET of two values
+    attribute = _tlv(0x30, bytes.fromhex("06092a864886f70d010902") + two)
+    tbs = _tlv(0x30, bytes.fromhex("020100") + Name([NameAttribute(NameOID.COMMON_NAME, "multi")]).public_bytes()
+               + spki + _tlv(0xA0, attribute))
+    signature = _tlv(0x03, b"\x00" + key.sign(tbs, ec.ECDSA(hashes.SHA256())))
+    ecdsa_sha256 = _tlv(0x30, bytes.fromhex("06082a8648ce3d040302"))
+    (tmp_path / "multi.csr").write_bytes(_tlv(0x30, tbs + ecdsa_sha256 + signature))
+    ossl = _ossl("req", "-in", "multi.csr", "-inform", "DER", "-noout", "-text", "-verify", cwd=tmp_path)
+    assert "unstructuredName         :one" in ossl and ":two" in ossl, ossl
+    text = run_certkit("inspect", tmp_path / "multi.csr", check=True).stdout
+    assert "  signature     valid\n" in text and "  attribute     unstructuredName: one, two\n" in text, text
