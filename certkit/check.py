@@ -53,15 +53,16 @@ def check_ca_directory(path: str | Path | None, passphrase: Passphrase = None,
     except CertkitError as exc:  # certkit-ca.json unreadable: neither the key nor the inventory can be found
         out.append(Finding("config", "error", str(exc)))
         return out
+    usable = cert if cert is not None and _is_ca(cert) else None  # a leaf in ca.pem: not the key's, nor the rows'
+    unused = "holds no CA certificate" if cert is not None else "cannot be read"
     if not token:
-        out.extend(_check_key(store, cert, passphrase, wrong_hint))
-    elif cert is not None:
-        out.extend(_check_token_key(store, cert, passphrase, wrong_hint))
+        out.extend(_check_key(store, usable, passphrase, wrong_hint, unused))
+    elif usable is not None:
+        out.extend(_check_token_key(store, usable, passphrase, wrong_hint))
     else:
-        out.append(Finding("key", "warning", f"the token's key was not checked: {CERT_FILE} cannot be read."))
+        out.append(Finding("key", "warning", f"the token's key was not checked: {CERT_FILE} {unused}."))
     from certkit.check_inventory import _check_inventory
 
-    usable = cert if cert is not None and _is_ca(cert) else None  # a leaf in ca.pem: no issuer to judge rows by
     out.extend(_check_inventory(store, usable))
     return out
 
@@ -256,7 +257,8 @@ def _check_chain(chain: list) -> list[Finding]:
                     "issues carries that chain") for problem in weak_chain(chain)]
 
 
-def _check_key(store: CADirectory, cert, passphrase: Passphrase, wrong_hint: str = "") -> list[Finding]:
+def _check_key(store: CADirectory, cert, passphrase: Passphrase, wrong_hint: str = "",
+               unused: str = "cannot be read") -> list[Finding]:
     from certkit.key_encryption import is_encrypted
 
     path = store.key_path
@@ -302,7 +304,7 @@ def _check_key(store: CADirectory, cert, passphrase: Passphrase, wrong_hint: str
         found.append(Finding("key", "error", str(exc)))
     else:
         found.append(Finding("key", "ok", "decrypts and matches ca.pem" if cert is not None
-                             else f"decrypts (not compared with {CERT_FILE}, which cannot be read)"))
+                             else f"decrypts (not compared with {CERT_FILE}, which {unused})"))
     return found
 
 

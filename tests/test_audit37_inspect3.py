@@ -351,6 +351,8 @@ def test_check_judges_no_validity_by_a_leaf_copied_over_ca_pem(lab):
     leaf_end = subprocess.run(["openssl", "x509", "-in", top / "alice" / "cert.pem", "-noout", "-enddate"],
                               capture_output=True, text=True, check=True).stdout
     assert not [f for f in found if f[0] == "validity"], (found, leaf_end)  # was: OK valid until the leaf's date
+    # the key is the CA's: not "does not belong to ca.pem; restore the matching pair", only ca.pem is to put back
+    assert ("key", "ok", "decrypts (not compared with ca.pem, which holds no CA certificate)") in found, found
 
 
 # --- verify: a CA's rule broken, in openssl verify -x509_strict's reason ---------------------------------------------
