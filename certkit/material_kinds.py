@@ -98,6 +98,9 @@ def held_instead_of_certificate(data: bytes) -> str | None:
         return "it holds a certificate signing request, not a certificate; put the CA's certificate back"
     if b"-----BEGIN" in data:
         return None
+    if (kind := binary_kind(data)) not in (None, DER_KEY):  # a .p12, a keystore, a .p7b copied over it
+        return (f"it is {kind}, not a PEM certificate; put the CA's certificate back (a root's is the ca.pem of "
+                "every bundle it issued)")
     try:
         x509.load_der_x509_certificate(data)
         return ("it is a DER (binary) certificate; certkit keeps it in PEM: openssl x509 -inform DER -in FILE "

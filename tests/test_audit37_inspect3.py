@@ -491,3 +491,22 @@ def test_inspect_reads_a_csr_with_a_multi_valued_attribute_as_openssl_req_does(t
     assert "unstructuredName         :one" in ossl and ":two" in ossl, ossl
     text = run_certkit("inspect", tmp_path / "multi.csr", check=True).stdout
     assert "  signature     valid\n" in text and "  attribute     unstructuredName: one, two\n" in text, text
+
+
+@pytest.mark.parametrize(("store", "kind"), [("trust-keytool.p12", "a PKCS#12 truststore"),
+                                             ("key.jks", "a Java keystore (JKS or JCEKS"),
+                                             ("key.p12", "a PKCS#12 bundle")])
+@pytest.mark.parametrize("where", ["ca.pem", "parents.pem"])
+def test_check_and_list_name_a_keystore_copied_over_ca_pem(stores, lab, store, kind, where):
+    """It was 'damaged: it holds no PEM data (no -----BEGIN line). Restore it from a backup.' (list: 'not a
+    complete PEM certificate (damaged or cut short?)'), as if the file were cut."""
+    top, env = lab
+    (top / "ca" / where).write_bytes((stores / store).read_bytes())
+    code, found = _check(env)
+    check = "certificate" if where == "ca.pem" else "parents"
+    (message,) = [m for c, level, m in found if c == check and level == "error"]
+    assert code == 1 and f"cannot be read: it is {kind}" in message, message
+    assert "not a PEM certificate; put the CA's certificate back" in message and "damaged" not in message, message
+    if where == "ca.pem":
+        listed = run_certkit("list", env=env)
+        assert_clean_error(listed, f"it is {kind}")
