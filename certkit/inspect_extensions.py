@@ -8,7 +8,7 @@ A challengePassword is named, never printed: it is a secret (SCEP's one-time pas
 
 from __future__ import annotations
 
-from certkit.vocabulary import eku_name, general_name_text, key_usage_names
+from certkit.vocabulary import colons, eku_name, general_name_text, key_usage_names
 
 # The names ``openssl x509 -text`` gives the extensions (and ``openssl req -text`` the attributes).
 OPENSSL_NAMES = {
@@ -162,6 +162,9 @@ def _requested_value(ext) -> str:
         return ", ".join(general_name_text(gn) for gn in value) or "(none)"
     if isinstance(value, x509.UnrecognizedExtension):
         return f"unknown to certkit; value {value.value.hex()[:48] or '(empty)'}"
+    if isinstance(value, (x509.SubjectKeyIdentifier, x509.AuthorityKeyIdentifier)):  # keytool -certreq asks one
+        digest = value.digest if isinstance(value, x509.SubjectKeyIdentifier) else value.key_identifier
+        return colons(digest.hex()) if digest else "(no key identifier)"
     from cryptography import x509
 
     alone = x509.Extensions([x509.Extension(ext.oid, False, value)])  # its critical flag is said beside it

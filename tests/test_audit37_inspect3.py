@@ -510,3 +510,15 @@ def test_check_and_list_name_a_keystore_copied_over_ca_pem(stores, lab, store, k
     if where == "ca.pem":
         listed = run_certkit("list", env=env)
         assert_clean_error(listed, f"it is {kind}")
+
+
+def test_inspect_of_a_keytool_csr_shows_its_requested_key_identifier_as_openssl_does(stores, tmp_path):
+    """keytool -certreq asks for a subjectKeyIdentifier; its line said '(see openssl req -text)'."""
+    csr = tmp_path / "k.csr"
+    _keytool("-certreq", "-alias", "k", "-keystore", stores / "key.jks", "-storepass", "changeit", "-file", csr,
+             "-ext", "san=dns:k.example", home=stores / "java-home")
+    ossl = _ossl("req", "-in", csr, "-noout", "-text", cwd=tmp_path)
+    ski = ossl.split("X509v3 Subject Key Identifier:", 1)[1].split()[0]
+    text = run_certkit("inspect", csr, check=True).stdout
+    assert f"  requested     X509v3 Subject Key Identifier: {ski}\n" in text, (text, ossl)
+    assert "  requested     X509v3 Subject Alternative Name: DNS:k.example\n" in text, text
