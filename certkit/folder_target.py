@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from certkit.paths import absolute, check_output
+from certkit.paths import absolute, check_output, refuse_leaving
 
 if TYPE_CHECKING:
     from certkit.ca import CA, IssuedCert
@@ -65,6 +65,7 @@ class FolderTarget(Target):
         # What the folder is checked against the CA directories with as it is written: a batch's, fresh for each
         # chunk (never its plan's cache, which would remember a folder a link has since sent elsewhere).
         self.recheck_cache: dict | None = None
+        self.inside: tuple[Path, str] | None = None  # a batch's: its --out-dir, and where it led at the plan
         self.removed: list[str] = []  # once written with force: the notes of the old bundle's files it removed
 
     def recheck(self) -> None:
@@ -109,6 +110,8 @@ class FolderTarget(Target):
         files = (own := issued.bundle_files()) | check_extra(self.extra(issued) if self.extra else None, own)
         if self.ca_directories:  # a link in it may have changed since the plan: never into a CA directory
             check_output(self.given, self.ca_directories, what="output folder", cache=self.recheck_cache)
+        if self.inside is not None:  # nor out of a batch's --out-dir
+            refuse_leaving(self.given, *self.inside, cache=self.recheck_cache)
         if self.force and self.replacing is None:  # read before the old bundle goes: said once it has
             self.foreign = foreign_replaced(issued.issuer_cert, self.given)
             removed = removed_files(self.given, files, self.replaces, keyed=issued.private_key is not None)

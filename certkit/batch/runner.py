@@ -266,10 +266,12 @@ class _Job(BatchSpec):
     sync: str = "chunk"
     cache: dict = field(default_factory=dict)  # the folders above the outputs, resolved and checked once
 
+    def __post_init__(self) -> None:  # the --out-dir, and where it led as the lines were checked: none leaves it
+        self._inside = (self.out_dir, self.spool.out_dir_real or os.path.realpath(self.out_dir))
+
     def run(self, report: Callable[[dict], None], claim: Callable[[], int] | None = None) -> None:
-        """Issue the spool's chunks, or with ``claim`` (several workers) those this worker claims as
-        it goes; ``report`` each chunk's counts before a stop held off meanwhile can land, so that
-        what was written is always counted, once."""
+        """Issue the spool's chunks, or with ``claim`` (several workers) those this worker claims as it goes;
+        ``report`` each chunk's counts before a stop held off meanwhile can land: what was written is counted, once."""
         for chunk in self.spool.chunks(claim):
             self._issue_chunk(chunk, report)
 
@@ -283,7 +285,7 @@ class _Job(BatchSpec):
                 kept += 1
                 continue
             items.append((request, target(line, force=self.force, sync=self.sync == "file", cache=self.cache,
-                                          ca=self.ca, recheck=recheck)
+                                          ca=self.ca, recheck=recheck, inside=self._inside)
                           if self.output is None
                           else self.output.target(line.name())))
         def done(deliveries: list) -> None:  # with Ctrl-C and SIGTERM held off (deliver_many's then)

@@ -31,6 +31,7 @@ class Spool:
 
     def __init__(self) -> None:
         self.files: list[IO[bytes]] = []
+        self.out_dir_real: str | None = None  # where the --out-dir led as the lines were checked (their folders')
 
     def new_file(self) -> IO[bytes]:
         import tempfile
