@@ -84,7 +84,7 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
                             f"{integrity}. Restore it from a backup.")]
         audited = audit(inventory, cert)
         deleted = _deleted(inventory, cert, version, store.path)
-        pending, killed = inventory.pending_count(), killed_servers(inventory)
+        pending, killed, left = inventory.pending_count(), killed_servers(inventory), _leftovers(inventory)
     except CertkitError as exc:
         return [Finding("inventory", "error", str(exc))]
     except sqlite3.Error as exc:  # in the inventory's words (never SQLite's raw bytes of a damaged row)
@@ -100,7 +100,7 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
     found.extend(_listed("issuer", audited.foreign, "certificates were not issued by this CA"))
     if pending:
         found.extend(_pending(inventory))
-    found += [Finding("serve", "warning", f"{text}.") for text in killed]
+    found += [Finding("serve", "warning", f"{text}.") for text in killed] + left
     if not (audited.damaged or audited.contradicted or audited.foreign or deleted):
         issued = "each issued by this CA" if cert is not None else f"issuers not checked ({CERT_FILE} cannot be used)"
         count = f"{audited.count} certificate{'s' if audited.count != 1 else ''}"
@@ -117,6 +117,21 @@ def _deleted(inventory, cert, version: int, ca_dir) -> list[Finding]:
     from certkit.check_unrecorded import unrecorded
 
     return unrecorded(inventory, cert, version, ca_dir) if cert is not None else []
+
+
+def _leftovers(inventory) -> list[Finding]:
+    """A warning per temporary file or folder a killed writer left in or beside a place the inventory records
+    (:func:`certkit.check_leftovers.dead_temporaries`), with the command that removes it."""
+    import shlex
+
+    from certkit.check_leftovers import dead_temporaries
+
+    found = dead_temporaries(inventory)
+    said = [Finding("leftovers", "warning", f"{path} was left by a certkit command killed while writing it; it may "
+                    f"hold a private key. Remove it: rm -r -- {shlex.quote(path)}") for path in found[:ROWS_LISTED]]
+    if len(found) > ROWS_LISTED:
+        said.append(Finding("leftovers", "warning", f"{len(found) - ROWS_LISTED} more such leftovers (not listed)."))
+    return said
 
 
 def _database(inventory) -> list[Finding]:

@@ -4,17 +4,26 @@
    below it) replaced afterwards by a link to another folder of the same user was followed as the bundles were
    written, private keys and all, and recorded valid there. Each folder is now checked again as it is written
    against where --out-dir led at the check.
+2. What a killed writer left that no inventory row points to stayed unsaid: export-p12 killed while writing left
+   its bundle.p12 under a temporary name in the folder (0600, the key in it under the export password), and
+   ``certkit check`` said everything was OK; init-ca of an intermediate killed with its CA directory staged left
+   that copy beside --ca-dir (its ca-key.pem in it), though list settled its row (abandoned). check now names each
+   dead writer's leftover in or beside a recorded place with the command that removes it, and the settling of an
+   intermediate's row removes its staged copy, as an issuing command's is.
 """
 
 from __future__ import annotations
 
+import signal
 import subprocess
 from pathlib import Path
 
 import pytest
 
 from conftest import run_certkit
-from integrity_helpers import interrupt, listed, start_paused
+from integrity_helpers import interrupt, listed, start_paused, temporaries_under
+
+P12 = "p12-password-37"
 
 
 # --- 1. a batch's folders stay inside --out-dir as they are written ---------------------------------------------
@@ -57,3 +66,72 @@ def test_a_batch_whose_out_dir_is_a_link_from_the_start_still_writes_there(ca_di
     assert verify.returncode == 0, verify.stderr
     assert [r["status"] for r in listed(ca_env) if r["kind"] != "ca"] == ["valid"]
     assert Path(tmp_path / "real" / "web" / "privkey.pem").stat().st_mode & 0o777 == 0o600
+
+
+# --- 2. a dead writer's leftover that no row points to is said by check (or removed by the settling) ------------
+def _check_words(env: dict) -> tuple[int, str]:
+    proc = run_certkit("check", env=env)
+    assert "Traceback" not in proc.stderr, proc.stderr
+    return proc.returncode, " ".join((proc.stdout + proc.stderr).split())
+
+
+@pytest.mark.parametrize("force", [False, True])
+def test_a_killed_export_p12s_temporary_file_is_named_by_check_with_the_command_that_removes_it(
+        ca_dir, ca_env, tmp_path, force):
+    env = dict(ca_env, CERTKIT_P12_PASSWORD=P12)
+    run_certkit("issue-server", "web.test", "--out", "web", cwd=tmp_path, env=env, check=True)
+    if force:
+        run_certkit("export-p12", "web", cwd=tmp_path, env=env, check=True)
+    proc = start_paused(["export-p12", "web", *(["--force"] if force else [])], env, tmp_path, "staged",
+                        tmp_path / "pause")
+    interrupt(proc, signal.SIGKILL, tmp_path / "pause")
+    left = temporaries_under(tmp_path / "web")
+    assert len(left) == 1 and left[0].stat().st_mode & 0o777 == 0o600, left
+    # what it holds: the whole key, under the export password
+    read = subprocess.run(["openssl", "pkcs12", "-in", str(left[0]), "-passin", f"pass:{P12}", "-nodes"],
+                          capture_output=True, text=True)
+    assert read.returncode == 0 and "PRIVATE KEY" in read.stdout, read.stderr
+
+    code, said = _check_words(env)
+    assert code == 0, said  # a warning: nothing of the CA fails
+    assert f"WARNING leftovers {left[0]} was left by a certkit command killed while writing it" in said, said
+    assert f"Remove it: rm -r -- {left[0]}" in said, said  # was: every line OK, the file never named
+    assert left[0].exists()  # check changes nothing
+    subprocess.run(["rm", "-r", "--", str(left[0])], check=True)  # the command it gives
+    code, said = _check_words(env)
+    assert code == 0 and "leftovers" not in said, said
+
+
+def test_check_does_not_name_a_live_writers_temporary_file(ca_dir, ca_env, tmp_path):
+    env = dict(ca_env, CERTKIT_P12_PASSWORD=P12)
+    run_certkit("issue-server", "web.test", "--out", "web", cwd=tmp_path, env=env, check=True)
+    proc = start_paused(["export-p12", "web"], env, tmp_path, "staged", tmp_path / "pause")
+    try:
+        assert temporaries_under(tmp_path / "web")
+        code, said = _check_words(env)
+        assert code == 0 and "leftovers" not in said, said
+    finally:
+        outcome = interrupt(proc, 0, tmp_path / "pause")
+    assert outcome.returncode == 0, outcome
+    assert not temporaries_under(tmp_path / "web")
+
+
+def test_a_killed_intermediate_init_cas_staged_directory_goes_when_its_row_is_settled(ca_dir, ca_env, tmp_path):
+    env = dict(ca_env, CERTKIT_PARENT_CA_PASSPHRASE=ca_env["CERTKIT_CA_PASSPHRASE"])
+    args = ["init-ca", "--name", "Inter", "--parent-ca-dir", str(ca_dir), "--ca-dir", str(tmp_path / "inter")]
+    proc = start_paused(args, env, tmp_path, "staged", tmp_path / "pause")
+    interrupt(proc, signal.SIGKILL, tmp_path / "pause")
+    staged = [p for p in tmp_path.iterdir() if p.name.startswith(".inter.")]
+    assert len(staged) == 1 and (staged[0] / "ca-key.pem").is_file(), staged
+
+    rows = listed(ca_env)  # settles the dead writer's row
+    assert [r["status"] for r in rows if r["kind"] == "ca"] == [], rows  # abandoned: not listed
+    assert not staged[0].exists()  # was: left for good beside --ca-dir, the intermediate's key in it
+    assert not (tmp_path / "inter").exists()
+    code, said = _check_words(ca_env)
+    assert code == 0 and "leftovers" not in said, said
+    again = run_certkit(*args, env=env)  # and the same init-ca runs again
+    assert again.returncode == 0, again.stderr
+    verify = subprocess.run(["openssl", "verify", "-CAfile", str(ca_dir / "ca.pem"),
+                             str(tmp_path / "inter" / "ca.pem")], capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stderr

@@ -188,6 +188,9 @@ def ca_directory_holds(folder: str | Path, der: bytes) -> bool:
     from cryptography import x509
     from cryptography.hazmat.primitives.serialization import Encoding
 
+    from certkit.atomic import sweep_stale
+
+    sweep_stale(Path(folder).absolute().parent, Path(folder).name)  # a dead init-ca's staged copy (the CA's key)
     try:
         cert = x509.load_pem_x509_certificate((Path(folder) / "ca.pem").read_bytes())
         return cert.public_bytes(Encoding.DER) == bytes(der)

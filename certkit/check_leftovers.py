@@ -1,0 +1,42 @@
+"""What ``certkit check`` says of what killed certkit commands left in or beside the places the inventory records
+(bundle folders, output files, intermediate CA directories): temporary files and folders of dead writers, which
+may hold a private key (an ``export-p12`` killed while writing leaves its bundle.p12 under a temporary name in the
+folder, which no inventory row points to). :mod:`certkit.check_inventory` names each with the command that removes
+it; nothing is removed here (check changes nothing), and a live writer's are never named."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def dead_temporaries(inventory) -> list[str]:
+    """The leftovers of dead writers in or beside each place this host's rows record, sorted."""
+    with inventory._read(readonly=True) as tx:
+        rows = tx.execute("SELECT DISTINCT folder, sink, writer FROM certificates WHERE folder IS NOT NULL "
+                          "AND sink IN ('folder', 'file', 'ca-dir')").fetchall()
+    return sorted(_dead_temporaries(rows))
+
+
+def _dead_temporaries(rows) -> set[str]:
+    from certkit.inventory.reconcile import is_local
+
+    places: set[str] = set()  # the folders to look in: each recorded place's, and a bundle folder itself
+    for folder, sink, writer in rows:
+        if not is_local(writer):  # another host's folder: not this one's to judge
+            continue
+        places.add(os.path.dirname(folder))
+        if sink in ("folder", "ca-dir"):
+            places.add(folder)
+    return {path for place in places for path in _in(place)}
+
+
+def _in(place: str) -> list[str]:
+    from certkit.atomic import TEMP_SUFFIX, parse_temporary, writer_gone
+
+    try:
+        with os.scandir(place) as entries:
+            named = [(e.path, parse_temporary(e.name)) for e in entries if e.name.endswith(TEMP_SUFFIX)]
+    except OSError:
+        return []
+    return [path for path, parsed in named if parsed and writer_gone(Path(path), parsed[1])]
