@@ -42,7 +42,7 @@ def check_ca_directory(path: str | Path | None, passphrase: Passphrase = None,
 
     if not store.path.is_dir():
         out.append(Finding("directory", "error", f"{store.path} does not exist; create a CA with 'certkit init-ca'."))
-        return out
+        return out + _left_beside(store.path)
     out.extend(_check_files(store))
     cert, parents, found = _load_certificates(store)
     out.extend(found)
@@ -75,6 +75,17 @@ _AT_STAKE = {
                                   "are made from)"),
     CONFIG_FILE: ("config", "change it (and where the inventory and the key are taken from)"),
 }
+
+
+def _left_beside(path: Path) -> list[Finding]:
+    """What an init-ca killed while it assembled the CA directory ``path`` left beside it (the CA key in it)."""
+    import shlex
+
+    from certkit.check_leftovers import dead_beside
+
+    return [Finding("leftovers", "warning", f"{left} was left by a certkit init-ca killed while creating {path}; it "
+                    f"holds that CA's key. 'certkit init-ca' removes it as it starts; or remove it: rm -r -- "
+                    f"{shlex.quote(left)}") for left in dead_beside(path)]
 
 
 def _check_files(store: CADirectory) -> list[Finding]:

@@ -18,6 +18,16 @@ def dead_temporaries(inventory) -> list[str]:
     return sorted(_dead_temporaries(rows))
 
 
+def dead_beside(path: Path) -> list[str]:
+    """The temporary copies of ``path`` that dead writers left beside it (an init-ca killed before its CA directory
+    was in place leaves the one it assembled, the CA key in it), sorted."""
+    from certkit.atomic import parse_temporary
+
+    path = Path(os.path.abspath(path))
+    return sorted(p for p in _in(str(path.parent)) if (parsed := parse_temporary(os.path.basename(p)))
+                  and parsed[0] == path.name)
+
+
 def _dead_temporaries(rows) -> set[str]:
     from certkit.inventory.reconcile import is_local
 

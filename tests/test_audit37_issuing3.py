@@ -9,7 +9,8 @@
    ``certkit check`` said everything was OK; init-ca of an intermediate killed with its CA directory staged left
    that copy beside --ca-dir (its ca-key.pem in it), though list settled its row (abandoned). check now names each
    dead writer's leftover in or beside a recorded place with the command that removes it, and the settling of an
-   intermediate's row removes its staged copy, as an issuing command's is.
+   intermediate's row removes its staged copy, as an issuing command's is; and check of a CA directory that an
+   init-ca died creating names the copy it assembled beside it.
 """
 
 from __future__ import annotations
@@ -134,4 +135,31 @@ def test_a_killed_intermediate_init_cas_staged_directory_goes_when_its_row_is_se
     assert again.returncode == 0, again.stderr
     verify = subprocess.run(["openssl", "verify", "-CAfile", str(ca_dir / "ca.pem"),
                              str(tmp_path / "inter" / "ca.pem")], capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stderr
+
+
+def test_check_of_a_ca_directory_an_init_ca_died_creating_names_what_it_left(tmp_path):
+    """init-ca killed with its CA directory assembled beside --ca-dir: check said only that the directory does
+    not exist, while its copy, the CA key in it, lay beside it under a hidden name."""
+    from conftest import PASSPHRASE, certkit_env
+
+    env = certkit_env(CERTKIT_CA_DIR=str(tmp_path / "root"), CERTKIT_CA_PASSPHRASE=PASSPHRASE)
+    proc = start_paused(["init-ca", "--name", "Root 37"], env, tmp_path, "staged", tmp_path / "pause")
+    interrupt(proc, signal.SIGKILL, tmp_path / "pause")
+    staged = [p for p in tmp_path.iterdir() if p.name.startswith(".root.")]
+    assert len(staged) == 1 and (staged[0] / "ca-key.pem").is_file(), staged
+    assert staged[0].stat().st_mode & 0o777 == 0o700
+
+    code, said = _check_words(env)
+    assert code == 1 and f"{tmp_path / 'root'} does not exist" in said, said
+    assert f"WARNING leftovers {staged[0]} was left by a certkit init-ca killed while creating" in said, said
+    assert f"or remove it: rm -r -- {staged[0]}" in said, said
+    assert staged[0].exists()  # check changes nothing
+    again = run_certkit("init-ca", "--name", "Root 37", env=env)  # as it says: init-ca removes it as it starts
+    assert again.returncode == 0, again.stderr
+    assert not staged[0].exists()
+    code, said = _check_words(env)
+    assert code == 0 and "leftovers" not in said, said
+    verify = subprocess.run(["openssl", "verify", "-CAfile", str(tmp_path / "root" / "ca.pem"),
+                             str(tmp_path / "root" / "ca.pem")], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr
