@@ -11,6 +11,11 @@
    dead writer's leftover in or beside a recorded place with the command that removes it, and the settling of an
    intermediate's row removes its staged copy, as an issuing command's is; and check of a CA directory that an
    init-ca died creating names the copy it assembled beside it.
+3. A batch into one file (--format jsonl|k8s|tar --out FILE) killed just after putting the file in place is
+   complete (its rows are settled valid by the next command), but its rerun said only "FILE already exists; pass
+   --force to replace it", and --resume said "run the batch again instead", which led there: --force issued every
+   certificate again, the first ones staying valid. The refusal now says the file holds N certificates recorded
+   valid and that the command that wrote it finished; --resume's refusal says a file in place is a complete batch.
 """
 
 from __future__ import annotations
@@ -163,3 +168,38 @@ def test_check_of_a_ca_directory_an_init_ca_died_creating_names_what_it_left(tmp
     verify = subprocess.run(["openssl", "verify", "-CAfile", str(tmp_path / "root" / "ca.pem"),
                              str(tmp_path / "root" / "ca.pem")], capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr
+
+
+# --- 3. a batch file in place is a finished batch: its rerun says so, rather than pointing at --force ---------------
+@pytest.mark.parametrize("fmt", ["jsonl", "tar", "k8s"])
+def test_the_rerun_of_a_batch_killed_once_its_file_was_in_place_says_the_batch_is_complete(ca_dir, ca_env, tmp_path,
+                                                                                            fmt):
+    (tmp_path / "m.csv").write_text("kind,names\nserver,a.example\nserver,b.example\nserver,c.example\n")
+    args = ["issue-batch", "m.csv", "--format", fmt, "--out", f"out.{fmt}"]
+    proc = start_paused(args, ca_env, tmp_path, "placed", tmp_path / "pause")
+    interrupt(proc, signal.SIGKILL, tmp_path / "pause")
+    held = (tmp_path / f"out.{fmt}").read_bytes()
+
+    again = run_certkit(*args, cwd=tmp_path, env=ca_env)
+    said = " ".join(again.stderr.split())
+    assert again.returncode == 1 and "Traceback" not in said and len(again.stderr.strip().splitlines()) == 1, said
+    # was: "out.jsonl already exists; pass --force to replace it." alone
+    assert f"out.{fmt} already exists, holding 3 certificates this CA recorded valid ('certkit list' shows them): " \
+           "the command that wrote it finished, even if stopped just after putting it in place. --force issues them " \
+           "again (the 3 in it stay valid); pass --force to replace it." in said, said
+    resumed = run_certkit(*args, "--resume", cwd=tmp_path, env=ca_env)
+    said = " ".join(resumed.stderr.split())
+    assert resumed.returncode == 2 and "if that file is there, the batch is complete" in said, said  # was: "run the
+    assert "run the batch again instead" not in said  # batch again instead", which the refusal above met
+    assert (tmp_path / f"out.{fmt}").read_bytes() == held  # neither run changed it
+    rows = [r for r in listed(ca_env) if r["kind"] != "ca"]
+    assert sorted(r["status"] for r in rows) == ["valid"] * 3, rows  # as the refusal says
+    assert {r["folder"] for r in rows} == {str(tmp_path / f"out.{fmt}")}
+
+
+def test_an_existing_file_no_certificate_is_recorded_in_is_refused_as_before(ca_dir, ca_env, tmp_path):
+    (tmp_path / "taken.jsonl").write_text("")
+    proc = run_certkit("issue-server", "a.example", "--format", "jsonl", "--out", "taken.jsonl", cwd=tmp_path,
+                       env=ca_env)
+    assert proc.returncode == 1 and proc.stderr.strip() == "Error: taken.jsonl already exists; pass --force to " \
+                                                           "replace it.", proc.stderr

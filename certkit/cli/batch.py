@@ -292,8 +292,9 @@ def _output(fmt: str, out: Path | None, force: bool, resume: bool, sync: str, as
         raise click.UsageError(f"--out-dir applies to --format folder; with --format {fmt} every certificate goes "
                                "into --out FILE (or standard output).")
     if resume:
-        raise click.UsageError(f"--resume keeps complete bundle folders; --format {fmt} writes one output, whole: "
-                               "run the batch again instead.")
+        raise click.UsageError(f"--resume keeps complete bundle folders; --format {fmt} puts its one output in place "
+                               "whole, its certificates recorded valid with it: if that file is there, the batch is "
+                               "complete ('certkit list' shows them); if not, run the batch again.")
     return Output(fmt, out, force=force, shared=True, sync=sync != "none")
 
 

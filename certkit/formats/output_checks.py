@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING
 
 from certkit.errors import CertkitError, OutputExists, UnsafeOutputPath
 from certkit.formats.encoding import FormatRefused, check_record_name, member_name, secret_name, typed_name
-from certkit.formats.recorded import foreign_notes, identity, refuse_output_misfits, release
+from certkit.formats.recorded import foreign_notes, identity, issued_into, refuse_output_misfits, release
 from certkit.text import shown
 
 if TYPE_CHECKING:
@@ -74,7 +74,7 @@ class OutputChecks:
             raise OutputExists(f"{shown(self.file_text)} exists and is not a file.", replaceable=False)
         if self.given.exists() and not self.force:  # what --force would not replace either says so first
             refuse_output_misfits(self.path, self.file_text, inventory, self.format)
-            raise OutputExists(f"{shown(self.file_text)} already exists.")
+            raise OutputExists(f"{shown(self.file_text)} already exists{issued_into(self.path, inventory)}.")
         check_folders_above(self.given, "output file")
         check_can_write(self.given, "output file")
         refuse_output_misfits(self.path, self.file_text, inventory, self.format)

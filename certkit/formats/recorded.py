@@ -187,6 +187,23 @@ def refuse_a_recorded_file(path: str | Path, inventory: "Inventory | None", *, w
                                "with --force. Choose another file.")
 
 
+def issued_into(path: Path, inventory: "Inventory | None") -> str:
+    """What the refusal to write over the output file ``path`` without --force adds when the inventory records
+    certificates issued into it: the command that put it in place finished (one stopped just after it did too, its
+    rows settled valid by the next command), and --force would issue them all again, those staying valid."""
+    if inventory is None:
+        return ""
+    with inventory._read(readonly=True) as tx:
+        count = tx.execute("SELECT COUNT(*) FROM certificates WHERE folder = ? AND sink = 'file' AND status IN "
+                           "('valid', 'pending')", (str(path),)).fetchone()[0]
+    if not count:
+        return ""
+    them, it = ("1 certificate", "it") if count == 1 else (f"{count:,} certificates", "them")
+    stays = "the one in it stays" if count == 1 else f"the {count:,} in it stay"
+    return (f", holding {them} this CA recorded valid ('certkit list' shows {it}): the command that wrote it "
+            f"finished, even if stopped just after putting it in place. --force issues {it} again ({stays} valid)")
+
+
 def refuse_a_key_file(path: Path, text: str) -> None:
     """Refuse writing a jsonl, k8s or tar output over a file holding a private key that is no such output (a key
     file of the user's own, an OpenSSH key, a PKCS#12 file, a keystore), even with --force: the rule of every
