@@ -11,11 +11,25 @@ from pathlib import Path
 
 
 def dead_temporaries(inventory) -> list[str]:
-    """The leftovers of dead writers in or beside each place this host's rows record, sorted."""
+    """The leftovers of dead writers in or beside each place this host's rows record, sorted; but those of a place
+    a pending row names, which the settling of that row removes (check says so of pending rows)."""
     with inventory._read(readonly=True) as tx:
-        rows = tx.execute("SELECT DISTINCT folder, sink, writer FROM certificates WHERE folder IS NOT NULL "
-                          "AND sink IN ('folder', 'file', 'ca-dir')").fetchall()
-    return sorted(_dead_temporaries(rows))
+        rows = tx.execute("SELECT DISTINCT folder, sink, writer, status = 'pending' FROM certificates WHERE folder "
+                          "IS NOT NULL AND sink IN ('folder', 'file', 'ca-dir')").fetchall()
+    settled = {folder for folder, _sink, _writer, pending in rows if pending}
+    return sorted(path for path in _dead_temporaries(rows) if _place_of(path) not in settled)
+
+
+def _place_of(path: str) -> str:
+    """The recorded place a temporary entry belongs to: the one it stands beside (``.NAME.PID-RANDOM...``), named
+    for it, or the folder it is in."""
+    from certkit.atomic import parse_temporary
+    from certkit.constants import BUNDLE_FILES
+
+    parent, name = os.path.split(path)
+    parsed = parse_temporary(name)
+    inside = parsed is None or parsed[0] == "certkit-swap" or parsed[0] in BUNDLE_FILES  # a journal, a file of it
+    return parent if inside else os.path.join(parent, parsed[0])
 
 
 def dead_beside(path: Path) -> list[str]:
@@ -32,7 +46,7 @@ def _dead_temporaries(rows) -> set[str]:
     from certkit.inventory.reconcile import is_local
 
     places: set[str] = set()  # the folders to look in: each recorded place's, and a bundle folder itself
-    for folder, sink, writer in rows:
+    for folder, sink, writer, _pending in rows:
         if not is_local(writer):  # another host's folder: not this one's to judge
             continue
         places.add(os.path.dirname(folder))

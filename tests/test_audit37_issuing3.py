@@ -203,3 +203,16 @@ def test_an_existing_file_no_certificate_is_recorded_in_is_refused_as_before(ca_
                        env=ca_env)
     assert proc.returncode == 1 and proc.stderr.strip() == "Error: taken.jsonl already exists; pass --force to " \
                                                            "replace it.", proc.stderr
+
+
+def test_check_leaves_a_pending_rows_leftovers_to_the_settling_it_names(ca_dir, ca_env, tmp_path):
+    """A batch killed with a bundle staged beside its folder: its rows are pending, and check says the next command
+    settles them (which removes the staged folder); the leftovers warning does not send the user to rm -r it too."""
+    (tmp_path / "m.csv").write_text("kind,names\nserver,a.example\nserver,b.example\n")
+    proc = start_paused(["issue-batch", "m.csv", "--out-dir", "out"], ca_env, tmp_path, "staged", tmp_path / "pause")
+    interrupt(proc, signal.SIGKILL, tmp_path / "pause")
+    assert temporaries_under(tmp_path / "out")
+    code, said = _check_words(ca_env)
+    assert code == 0 and "certificates are pending" in said and "leftovers" not in said, said
+    listed(ca_env)  # settles them, as check says
+    assert not temporaries_under(tmp_path / "out")
