@@ -33,6 +33,7 @@ P12 = "p12-password-37"
 
 
 # --- 1. a batch's folders stay inside --out-dir as they are written ---------------------------------------------
+@pytest.mark.both_inventories
 @pytest.mark.parametrize("jobs", ["1", "2"])
 @pytest.mark.parametrize("swapped", ["out", "out/sub"])
 def test_a_batch_folder_sent_out_of_its_out_dir_after_the_plan_is_refused_as_it_is_written(ca_dir, ca_env, tmp_path,
@@ -81,6 +82,7 @@ def _check_words(env: dict) -> tuple[int, str]:
     return proc.returncode, " ".join((proc.stdout + proc.stderr).split())
 
 
+@pytest.mark.both_inventories
 @pytest.mark.parametrize("force", [False, True])
 def test_a_killed_export_p12s_temporary_file_is_named_by_check_with_the_command_that_removes_it(
         ca_dir, ca_env, tmp_path, force):
@@ -122,6 +124,7 @@ def test_check_does_not_name_a_live_writers_temporary_file(ca_dir, ca_env, tmp_p
     assert not temporaries_under(tmp_path / "web")
 
 
+@pytest.mark.both_inventories
 def test_a_killed_intermediate_init_cas_staged_directory_goes_when_its_row_is_settled(ca_dir, ca_env, tmp_path):
     env = dict(ca_env, CERTKIT_PARENT_CA_PASSPHRASE=ca_env["CERTKIT_CA_PASSPHRASE"])
     args = ["init-ca", "--name", "Inter", "--parent-ca-dir", str(ca_dir), "--ca-dir", str(tmp_path / "inter")]
@@ -171,6 +174,7 @@ def test_check_of_a_ca_directory_an_init_ca_died_creating_names_what_it_left(tmp
 
 
 # --- 3. a batch file in place is a finished batch: its rerun says so, rather than pointing at --force ---------------
+@pytest.mark.both_inventories
 @pytest.mark.parametrize("fmt", ["jsonl", "tar", "k8s"])
 def test_the_rerun_of_a_batch_killed_once_its_file_was_in_place_says_the_batch_is_complete(ca_dir, ca_env, tmp_path,
                                                                                             fmt):
@@ -205,6 +209,7 @@ def test_an_existing_file_no_certificate_is_recorded_in_is_refused_as_before(ca_
                                                            "replace it.", proc.stderr
 
 
+@pytest.mark.both_inventories
 def test_check_leaves_a_pending_rows_leftovers_to_the_settling_it_names(ca_dir, ca_env, tmp_path):
     """A batch killed with a bundle staged beside its folder: its rows are pending, and check says the next command
     settles them (which removes the staged folder); the leftovers warning does not send the user to rm -r it too."""
