@@ -7,7 +7,7 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from certkit.paths import absolute, check_output, refuse_leaving
+from certkit.paths import absolute, check_output, leads_outside
 
 if TYPE_CHECKING:
     from certkit.ca import CA, IssuedCert
@@ -65,7 +65,7 @@ class FolderTarget(Target):
         # What the folder is checked against the CA directories with as it is written: a batch's, fresh for each
         # chunk (never its plan's cache, which would remember a folder a link has since sent elsewhere).
         self.recheck_cache: dict | None = None
-        self.inside: tuple[Path, str] | None = None  # a batch's: its --out-dir, and where it led at the plan
+        self.inside: tuple | None = None  # a batch's: its --out-dir, where it led at the plan, that folder's identity
         self.removed: list[str] = []  # once written with force: the notes of the old bundle's files it removed
 
     def recheck(self) -> None:
@@ -106,7 +106,9 @@ class FolderTarget(Target):
     def write(self, issued: "IssuedCert") -> list[Path]:
         from certkit.bundle import check_extra, write_bundle
         from certkit.inventory.succession import foreign_replaced
+        from certkit.testhooks import pause_at
 
+        pause_at("writing")
         files = (own := issued.bundle_files()) | check_extra(self.extra(issued) if self.extra else None, own)
         if self.ca_directories:  # a link in it may have changed since the plan: never into a CA directory
             check_output(self.given, self.ca_directories, what="output folder", cache=self.recheck_cache)
@@ -144,3 +146,49 @@ def removed_files(folder: Path, files: Mapping[str, bytes], replaces: Sequence[s
         again = f"; export it again: certkit export-p12 {shown(folder)}" if name == P12_FILE and keyed else ""
         notes.append(f"{shown(folder / name)} {REMOVED_NOTE} {name} and was removed{again}")
     return notes
+
+
+def refuse_leaving(path: Path, out_dir: Path, planned: str, ident: tuple[int, int] | None = None, *,
+                   cache: dict | None = None) -> None:
+    """As a batch writes the bundle folder ``path``: refuse it unless it still leads into ``planned``, where its
+    ``out_dir`` led at the manifest's check (``ident``: that folder's device and inode): a link put in its path since
+    is never followed. Per bundle, uncached: ``out_dir`` still that folder and no link below it is a stat or two."""
+    from certkit.errors import UnsafeOutputPath
+    from certkit.text import shown
+
+    if ident is not None and _stays_below(Path(path), Path(out_dir), ident):
+        return
+    # (resolved afresh where out_dir was there at the plan: ``cache`` may hold the folders above from before a swap)
+    if (real := leads_outside(path, planned, cache=cache if ident is None else None)) is not None:
+        raise UnsafeOutputPath(f"The output folder {shown(path)} leads outside the batch's output folder "
+                               f"{shown(out_dir)} now (to {shown(real)}): a symbolic link was put in its path after "
+                               "the manifest was checked, and certkit does not follow it.")
+
+
+def folder_identity(path: str | Path) -> tuple[int, int] | None:
+    """The device and inode of the folder ``path`` leads to, None if none."""
+    import os
+    import stat
+
+    try:
+        info = os.stat(path)
+    except OSError:
+        return None
+    return (info.st_dev, info.st_ino) if stat.S_ISDIR(info.st_mode) else None
+
+
+def _stays_below(path: Path, out_dir: Path, ident: tuple[int, int]) -> bool:
+    """``out_dir`` still the folder ``ident``, and no link between it and ``path`` (a folder not there yet is made)."""
+    import os
+    import stat
+
+    base = out_dir.parts
+    if path.parts[:len(base)] != base or folder_identity(out_dir) != ident:
+        return False
+    for depth in range(len(base) + 1, len(path.parts)):
+        try:
+            if stat.S_ISLNK(os.lstat(Path(*path.parts[:depth])).st_mode):
+                return False
+        except OSError as exc:
+            return isinstance(exc, FileNotFoundError)
+    return True

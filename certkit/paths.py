@@ -345,15 +345,10 @@ def within(base: str | Path, path: str | Path, *, cache: dict | None = None) -> 
     return _inside(_resolved(os.fspath(path), cache), _resolved(os.fspath(base), cache))
 
 
-def refuse_leaving(path: str | Path, out_dir: str | Path, planned: str, *, cache: dict | None = None) -> None:
-    """As a batch writes the bundle folder ``path``: refuse it unless it still leads into ``planned``, where the
-    batch's ``out_dir`` led when its manifest was checked (:func:`within`, then): a link put in its path since
-    (the folder, or one above it, replaced by a link to another folder of the user's) is never followed."""
+def leads_outside(path: str | Path, planned: str, *, cache: dict | None = None) -> str | None:
+    """Where ``path`` leads (resolved) if that is not in the resolved folder ``planned``, else None."""
     real = _resolved(os.fspath(path), cache)
-    if not _inside(real, planned):
-        raise UnsafeOutputPath(f"The output folder {shown(path)} leads outside the batch's output folder "
-                               f"{shown(out_dir)} now (to {shown(real)}): a symbolic link was put in its path after "
-                               "the manifest was checked, and certkit does not follow it.")
+    return None if _inside(real, planned) else real
 
 
 def check_renewable_in_place(folder: str | Path) -> None:

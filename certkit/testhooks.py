@@ -9,6 +9,7 @@ on. The points, in the order a certificate is issued:
 - ``checking``: ``issue-batch`` is about to check its manifest, nothing issued yet;
 - ``signed``: the certificate is signed, nothing recorded or written yet;
 - ``recorded``: the inventory holds the certificate, no file written yet;
+- ``writing``: a bundle folder is about to be checked again and written (each of a batch's, in turn);
 - ``staged``: the bundle is complete in a hidden temporary folder beside its
   destination, not yet renamed into place (also in renew, before the swap; in ``export-p12``: its
   bundle.p12 under a temporary name in the folder; in

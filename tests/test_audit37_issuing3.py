@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import signal
 import subprocess
+import time
 from pathlib import Path
 
 import pytest
@@ -221,3 +222,41 @@ def test_check_leaves_a_pending_rows_leftovers_to_the_settling_it_names(ca_dir, 
     assert code == 0 and "certificates are pending" in said and "leftovers" not in said, said
     listed(ca_env)  # settles them, as check says
     assert not temporaries_under(tmp_path / "out")
+
+
+@pytest.mark.parametrize("swapped", ["out", "out/sub"])
+def test_a_batch_folder_sent_out_of_its_out_dir_while_its_chunk_is_written_is_refused(ca_dir, ca_env, tmp_path,
+                                                                                        swapped):
+    """The swap made once the chunk's first bundle is written, before the next: each bundle is checked as it is
+    written (not once per chunk, with the folders above resolved once), so none of the chunk's later bundles
+    follows the link; the first stays whole where it was written, recorded valid there."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    lines = "".join(f"server,h{i}.example,sub/h{i}\n" for i in range(4))
+    (tmp_path / "m.csv").write_text("kind,names,out\n" + lines)
+    (tmp_path / "out" / "sub").mkdir(parents=True)
+    marker = tmp_path / "pause"
+    proc = start_paused(["issue-batch", "m.csv", "--out-dir", "out", "--jobs", "1"], ca_env, tmp_path, "writing",
+                        marker)
+    first = marker.read_text()
+    marker.unlink()  # the first bundle is written; the batch pauses again before the second
+    deadline = time.monotonic() + 60
+    while not (marker.exists() and marker.read_text() == first and (tmp_path / "out" / "sub" / "h0").is_dir()):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.poll()
+        time.sleep(0.01)
+    (tmp_path / swapped).rename(tmp_path / "planned")
+    (tmp_path / swapped).symlink_to(elsewhere)
+    outcome = interrupt(proc, 0, tmp_path / "pause")
+
+    assert outcome.returncode == 1 and "Traceback" not in outcome.stderr, outcome
+    assert len(outcome.stderr.strip().splitlines()) == 1, outcome.stderr
+    assert sorted(p.name for p in elsewhere.rglob("*")) == [], sorted(elsewhere.rglob("*"))
+    rows = [r for r in listed(ca_env) if r["kind"] != "ca"]
+    valid = {r["folder"] for r in rows if r["status"] == "valid"}
+    assert not any(str(elsewhere) in f for f in valid), rows
+    assert len(valid) == 1 and valid == {str(tmp_path / "out" / "sub" / "h0")}, rows  # (its path at the time)
+    first_bundle = tmp_path / "planned" / ("h0" if swapped == "out/sub" else "sub/h0")  # whole where it was written
+    verify = subprocess.run(["openssl", "verify", "-CAfile", str(ca_dir / "ca.pem"), str(first_bundle / "cert.pem")],
+                            capture_output=True, text=True)
+    assert verify.returncode == 0, verify.stderr
+    assert "leads outside the batch's output folder out now" in outcome.stderr, outcome.stderr

@@ -81,11 +81,12 @@ def check_line(ca: "CA", line: BatchLine, out_dir: Path, *, force: bool, resume:
 
 
 def target(line: BatchLine, *, force: bool, sync: bool = True, cache: dict | None = None, ca: "CA | None" = None,
-           recheck: dict | None = None, inside: tuple[Path, str] | None = None) -> "FolderTarget":
+           recheck: dict | None = None, inside: tuple | None = None) -> "FolderTarget":
     """The line's bundle folder; with ``ca``, a target to issue to (not only to check), whose folder is checked
     again against ``ca``'s directories as it is written, with the chunk's ``recheck`` cache, as every issuing
     command's is: a link put in its path since the plan never sends a bundle into a CA directory; nor, with
-    ``inside`` (the --out-dir, and where it led at the plan), out of the batch's output folder."""
+    ``inside`` (the --out-dir, where it led at the plan and that folder's identity), out of the batch's output
+    folder."""
     from certkit.issuing import FolderTarget
 
     folder = FolderTarget(line.out, force=force, sync=sync, sweep=False, cache=cache)
@@ -115,7 +116,9 @@ def check_manifest(ca: "CA", manifest: str | Path, *, out_dir: str | Path = ".",
     if chunk_size is None:
         from certkit.batch.runner import CHUNK_SIZE as chunk_size
     if spool is not None and output is None:  # the folders are written there, and nowhere else
-        spool.out_dir_real = os.path.realpath(out_dir)
+        from certkit.folder_target import folder_identity
+
+        spool.out_dir_real, spool.out_dir_id = os.path.realpath(out_dir), folder_identity(out_dir)
     check = _Check(ca, Path(manifest), Path(out_dir), key_type, days, force, resume, output, chunk_size,
                    manifest_name(Path(manifest), name))
     if jobs > 1 and can_fork() and _size(check.manifest) >= PARALLEL_FROM_BYTES:

@@ -267,7 +267,7 @@ class _Job(BatchSpec):
     cache: dict = field(default_factory=dict)  # the folders above the outputs, resolved and checked once
 
     def __post_init__(self) -> None:  # the --out-dir, and where it led as the lines were checked: none leaves it
-        self._inside = (self.out_dir, self.spool.out_dir_real or os.path.realpath(self.out_dir))
+        self._inside = (self.out_dir, self.spool.out_dir_real or os.path.realpath(self.out_dir), self.spool.out_dir_id)
 
     def run(self, report: Callable[[dict], None], claim: Callable[[], int] | None = None) -> None:
         """Issue the spool's chunks, or with ``claim`` (several workers) those this worker claims as it goes;

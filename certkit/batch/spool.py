@@ -31,7 +31,9 @@ class Spool:
 
     def __init__(self) -> None:
         self.files: list[IO[bytes]] = []
-        self.out_dir_real: str | None = None  # where the --out-dir led as the lines were checked (their folders')
+        # Where the --out-dir led as the lines were checked (their folders'), and that folder's device and inode.
+        self.out_dir_real: str | None = None
+        self.out_dir_id: tuple[int, int] | None = None
 
     def new_file(self) -> IO[bytes]:
         import tempfile
