@@ -165,6 +165,18 @@ def refuse_leaving(path: Path, out_dir: Path, planned: str, ident: tuple[int, in
                                "the manifest was checked, and certkit does not follow it.")
 
 
+def confirmed(inside: tuple) -> tuple:
+    """A batch's ``inside`` (its --out-dir, where it led at the check, that folder's identity), with the identity of
+    an --out-dir made since (by the batch's first bundles) once it leads where the check said: each later bundle is
+    then checked without the chunk's cache (:func:`refuse_leaving`)."""
+    import os
+
+    out_dir, planned, ident = inside
+    if ident is None and os.path.realpath(out_dir) == planned:
+        return out_dir, planned, folder_identity(out_dir)
+    return inside
+
+
 def folder_identity(path: str | Path) -> tuple[int, int] | None:
     """The device and inode of the folder ``path`` leads to, None if none."""
     import os

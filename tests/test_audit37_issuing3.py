@@ -260,3 +260,29 @@ def test_a_batch_folder_sent_out_of_its_out_dir_while_its_chunk_is_written_is_re
                             capture_output=True, text=True)
     assert verify.returncode == 0, verify.stderr
     assert "leads outside the batch's output folder out now" in outcome.stderr, outcome.stderr
+
+
+def test_a_new_out_dir_made_a_link_between_two_bundles_of_a_later_chunk_is_refused(ca_dir, ca_env, tmp_path):
+    """--out-dir not there when the manifest was checked (the batch makes it): from the second chunk on, each bundle
+    is checked against the folder the batch made, uncached, as for an --out-dir that was there."""
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    (tmp_path / "m.csv").write_text("kind,names\n" + "".join(f"server,h{i}.example\n" for i in range(4)))
+    marker = tmp_path / "pause"
+    env = dict(ca_env, CERTKIT_TEST_CHUNK_SIZE="2")
+    proc = start_paused(["issue-batch", "m.csv", "--out-dir", "out", "--jobs", "1"], env, tmp_path, "writing", marker)
+    deadline = time.monotonic() + 60
+    while True:  # released at each bundle until paused with the second chunk's first written: before its second
+        assert proc.poll() is None and time.monotonic() < deadline, proc.poll()
+        if marker.exists():
+            if (tmp_path / "out" / "h2.example").is_dir():
+                break
+            marker.unlink()
+        time.sleep(0.01)
+    (tmp_path / "out").rename(tmp_path / "planned")
+    (tmp_path / "out").symlink_to(elsewhere)
+    outcome = interrupt(proc, 0, marker)
+
+    assert outcome.returncode == 1 and "leads outside the batch's output folder out now" in outcome.stderr, outcome
+    assert sorted(elsewhere.rglob("*")) == []  # was: elsewhere/h3.example, its key in it
+    assert sorted(p.name for p in (tmp_path / "planned").iterdir()) == ["h0.example", "h1.example", "h2.example"]

@@ -36,7 +36,7 @@ from certkit.errors import (
     restore_signals,
     without_advice,
 )
-from certkit.folder_target import REMOVED_NOTE
+from certkit.folder_target import REMOVED_NOTE, confirmed
 from certkit.inventory.succession import FOREIGN_NOTE
 
 if TYPE_CHECKING:
@@ -278,14 +278,14 @@ class _Job(BatchSpec):
     def _issue_chunk(self, chunk: list[BatchLine], report: Callable[[dict], None]) -> None:
         from certkit.issuing import deliver_many, uninterrupted
 
-        items, kept, recheck = [], 0, {}  # (recheck: the chunk's folders as they are written, resolved afresh)
+        items, kept, recheck, inside = [], 0, {}, confirmed(self._inside)  # (recheck, inside: see target)
         for line in chunk:
             request = line.request()
             if self.resume and complete_bundle(self.ca, line, request):
                 kept += 1
                 continue
             items.append((request, target(line, force=self.force, sync=self.sync == "file", cache=self.cache,
-                                          ca=self.ca, recheck=recheck, inside=self._inside)
+                                          ca=self.ca, recheck=recheck, inside=inside)
                           if self.output is None
                           else self.output.target(line.name())))
         def done(deliveries: list) -> None:  # with Ctrl-C and SIGTERM held off (deliver_many's then)
