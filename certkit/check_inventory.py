@@ -84,7 +84,7 @@ def _check_inventory(store: CADirectory, cert=None) -> list[Finding]:
                             f"{integrity}. Restore it from a backup.")]
         audited = audit(inventory, cert)
         deleted = _deleted(inventory, cert, version, store.path)
-        pending, killed, left = inventory.pending_count(), killed_servers(inventory), _leftovers(inventory)
+        pending, killed, left = inventory.pending_count(), killed_servers(inventory), _leftovers(inventory, version)
     except CertkitError as exc:
         return [Finding("inventory", "error", str(exc))]
     except sqlite3.Error as exc:  # in the inventory's words (never SQLite's raw bytes of a damaged row)
@@ -119,13 +119,17 @@ def _deleted(inventory, cert, version: int, ca_dir) -> list[Finding]:
     return unrecorded(inventory, cert, version, ca_dir) if cert is not None else []
 
 
-def _leftovers(inventory) -> list[Finding]:
+def _leftovers(inventory, version: int) -> list[Finding]:
     """A warning per temporary file or folder a killed writer left in or beside a place the inventory records
-    (:func:`certkit.check_leftovers.dead_temporaries`), with the command that removes it."""
+    (:func:`certkit.check_leftovers.dead_temporaries`), with the command that removes it. An inventory of a schema
+    that records no sinks (check migrates nothing) has no rows of such writers."""
     import shlex
 
     from certkit.check_leftovers import dead_temporaries
+    from certkit.inventory import schema
 
+    if "sink" not in schema.COLUMNS.get(version, ()):
+        return []
     found = dead_temporaries(inventory)
     said = [Finding("leftovers", "warning", f"{path} was left by a certkit command killed while writing it; it may "
                     f"hold a private key. Remove it: rm -r -- {shlex.quote(path)}") for path in found[:ROWS_LISTED]]

@@ -3,7 +3,8 @@
 1. issue-batch checks that no line writes outside --out-dir when it checks the manifest; the out-dir (or a folder
    below it) replaced afterwards by a link to another folder of the same user was followed as the bundles were
    written, private keys and all, and recorded valid there. Each folder is now checked again as it is written
-   against where --out-dir led at the check.
+   against where --out-dir led at the check: each bundle in turn, uncached (the --out-dir's device and inode, an
+   lstat per folder below it), not once per chunk, also for an --out-dir the batch itself made.
 2. What a killed writer left that no inventory row points to stayed unsaid: export-p12 killed while writing left
    its bundle.p12 under a temporary name in the folder (0600, the key in it under the export password), and
    ``certkit check`` said everything was OK; init-ca of an intermediate killed with its CA directory staged left
