@@ -328,7 +328,8 @@ def _check_token_key(store: CADirectory, cert, pin: Passphrase, wrong_hint: str 
     uri_text, module = store.key_uri, store.config.get("pkcs11_module")
     try:
         uri = pkcs11.KeyURI.parse(uri_text)
-        token = pkcs11.find_token(uri, pkcs11.module_path(uri, module, str(store.config_path)))
+        module = pkcs11.module_path(uri, module, str(store.config_path))  # or the URI's module-path, module-name
+        token = pkcs11.find_token(uri, module)
     except CertkitError as exc:
         return [Finding("token", "error", str(exc))]
     found = [Finding("token", "ok", f"'{token.label}' present ({token.manufacturer_id.strip()} {token.model.strip()},"
