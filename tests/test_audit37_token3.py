@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import certkit_env, run_certkit
+from conftest import assert_clean_error, certkit_env, run_certkit
 
 
 @pytest.fixture(autouse=True)
@@ -47,3 +47,24 @@ def test_check_names_the_module_a_key_uri_names(tmp_path, token, named):
     message = _findings(proc)["token"][0]["message"]
     assert f"module {token.module})" in message and "None" not in message, message
     assert run_certkit("issue-server", "a.internal", cwd=tmp_path, env=env).returncode == 0
+
+
+@pytest.mark.parametrize("config", [{}, {"pkcs11_module": ""}])
+def test_a_ca_whose_config_names_no_module_says_where_to_write_it(tmp_path, token, config):
+    """An existing CA's commands take no --pkcs11-module: the refusal said to pass one."""
+    env = _token_ca(tmp_path, token)
+    assert run_certkit("issue-server", "a.internal", cwd=tmp_path, env=env).returncode == 0  # for renew --all
+    path = tmp_path / "ca" / "certkit-ca.json"
+    path.write_text(json.dumps({"key": token.uri("root"), **config}))
+    said = f'write its path as "pkcs11_module" in {path}'
+    for args in (["issue-server", "b.internal"], ["issue-client", "bob"], ["crl", "--out", "crl.pem"],
+                 ["renew", "--all"]):
+        proc = run_certkit(*args, cwd=tmp_path, env=env)
+        assert_clean_error(proc, said)
+        assert "--pkcs11-module" not in proc.stderr, proc.stderr
+    assert not (tmp_path / "b.internal").exists() and not (tmp_path / "bob").exists()
+    assert not (tmp_path / "crl.pem").exists()
+    proc = run_certkit("check", "--json", env=env)
+    assert proc.returncode == 1
+    message = _findings(proc)["token"][0]["message"]
+    assert said in message and "--pkcs11-module" not in message, message

@@ -31,18 +31,18 @@ def module_path(uri: KeyURI, module: str | Path | None, named_in: str | None = N
         raise TokenError(f"The key URI's module-path names {shown(uri.module_path)}, and --pkcs11-module "
                          f"{shown(str(module))}: they must be the same module; give one of them.")
     if not path:
-        hint = " (SoftHSM's is /usr/lib/softhsm/libsofthsm2.so)" if Path(
-            "/usr/lib/softhsm/libsofthsm2.so").exists() else ""
-        raise TokenError(f"No PKCS#11 module is named for {shown(uri.text)}: pass --pkcs11-module PATH or add "
-                         f"?module-path=PATH to the URI{hint}.")
+        how = ("pass --pkcs11-module PATH or add ?module-path=PATH to the URI" if named_in is None else
+               f'write its path as "pkcs11_module" in {shown(named_in)}')  # an existing CA's commands take no option
+        soft = "/usr/lib/softhsm/libsofthsm2.so"
+        hint = f" (SoftHSM's is {soft})" if Path(soft).exists() else ""
+        raise TokenError(f"No PKCS#11 module is named for {shown(uri.text)}: {how}{hint}.")
     if not Path(path).is_file():
         field = '"pkcs11_module"' if module else "the key URI's module-path"
         where = "" if named_in is None else (f" (the CA's module, as {field} in {shown(named_in)} says: moved by a "
                                              "package upgrade? Write its new path there)")
         from certkit.vocabulary import file_kind_text
 
-        # what is there, said as it is: a FIFO or /dev/null exists, and is no module
-        what = ("is a folder, not a module" if Path(path).is_dir() else
+        what = ("is a folder, not a module" if Path(path).is_dir() else  # as it is: a FIFO, /dev/null is no module
                 f"is {file_kind_text(path)}" if os.path.lexists(path) else "does not exist")
         raise TokenError(f"The PKCS#11 module {shown(path)} {what}{where}.")
     # In full: the loader looks for a name without a '/' in the library path, not in this folder
