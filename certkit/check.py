@@ -362,9 +362,7 @@ def _check_token_key(store: CADirectory, cert, pin: Passphrase, wrong_hint: str 
         found.append(Finding("key", "ok", f"{uri_text}: {key.key_type}, signs for ca.pem, sensitive and "
                                           "non-extractable"))
     if key.told_apart:
-        found.append(Finding("key", "warning", f"{uri_text} names {key.told_apart} private keys that share a label "
-                             "and id; certkit uses the one ca.pem's key verifies (a test signature)"
-                             f"{pkcs11.key.NOT_BY_LABEL}."))
+        found.append(Finding("key", "warning", key.told_apart_note()))
     return found + ([Finding("key", "warning", note)] if note else [])
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import assert_clean_error, certkit_env, run_certkit
+from conftest import assert_clean_error, certkit_env, openssl, run_certkit
 
 
 @pytest.fixture(autouse=True)
@@ -68,3 +68,26 @@ def test_a_ca_whose_config_names_no_module_says_where_to_write_it(tmp_path, toke
     assert proc.returncode == 1
     message = _findings(proc)["token"][0]["message"]
     assert said in message and "--pkcs11-module" not in message, message
+
+
+def test_check_names_the_id_that_tells_the_cas_key_apart(tmp_path, token):
+    """A URI naming the CA's key (an id of its own) and two keys an operator made under its label, one with no
+    id and one with another: check said they "share a label and id", which they do not, and not the id= that
+    names the CA's key alone. Now it gives that URI, which then names one key: no warning, and it signs."""
+    env = _token_ca(tmp_path, token)
+    for extra in ([], ["--id", "77"]):
+        made = token.tool("--keypairgen", "--key-type", "EC:prime256v1", "--label", "root", *extra)
+        assert made.returncode == 0, made.stderr
+    proc = run_certkit("check", "--json", env=env)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    config = tmp_path / "ca" / "certkit-ca.json"
+    warned = [f["message"] for f in _findings(proc)["key"] if "private keys" in f["message"]]
+    assert len(warned) == 1 and "share a label and id" not in warned[0], warned
+    pinned = warned[0].split("which then reads '")[1].split("'")[0]
+    assert pinned.startswith(token.uri("root") + ";id=%") and f"the key URI in {config}" in warned[0], warned
+    config.write_text(json.dumps({**json.loads(config.read_text()), "key": pinned}))
+    proc = run_certkit("check", "--json", env=env)
+    assert proc.returncode == 0 and "private keys" not in proc.stdout, proc.stdout
+    assert run_certkit("issue-server", "c.internal", cwd=tmp_path, env=env).returncode == 0
+    assert openssl("verify", "-x509_strict", "-CAfile", tmp_path / "ca" / "ca.pem",
+                   tmp_path / "c.internal" / "cert.pem").returncode == 0

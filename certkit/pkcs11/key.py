@@ -51,6 +51,7 @@ class TokenKey:
         self._public = public_key
         self._unproven = False  # the public half is the CA certificate's, not yet proven by a signature
         self.told_apart = 0  # how many keys the URI names, of which a test signature told the CA's (0: one)
+        self.own_id: bytes | None = None  # then the CA key's id, when no other of them has it
         if session is None:
             try:
                 self._open()
@@ -112,7 +113,21 @@ class TokenKey:
         if len(mine) != 1:
             raise TokenError(_several(session, self.uri, keys, self._expected, self._named_in))
         self.told_apart = len(keys)  # certkit check warns: the other keys must be removed with care
+        own = _id_of(mine[0])
+        self.own_id = own if own and ids.count(own) == 1 else None  # an id= then names the CA's key alone
         return mine
+
+    def told_apart_note(self) -> str:
+        """certkit check's warning for a URI that names several keys (:attr:`told_apart`), one the CA's."""
+        said = f"{shown(self.uri.text)} names {self.told_apart} private keys"
+        if self.own_id is None:  # the CA's key shares its id with another, or has none: no URI names it alone
+            return (f"{said} that share a label and id; certkit uses the one ca.pem's key verifies (a test "
+                    f"signature){NOT_BY_LABEL}.")
+        where = f"the key URI in {shown(self._named_in)}" if self._named_in else "the key URI"
+        return (f"{said}; certkit uses the one ca.pem's key verifies (a test signature), id {self.own_id.hex()}, "
+                f"which no other of them has: add its id to {where}, which then reads "
+                f"'{shown(self.uri.with_id(self.own_id))}'; pkcs11-tool --delete-object by the label alone removes "
+                "whichever key it finds first: a CA's key deleted is lost (non-extractable).")
 
     def _public_half(self, session):
         """The key's public half from the token; for a CA whose certificate is known (``expected``), that
