@@ -85,6 +85,7 @@ def folder_cert(tmp_path, ca_env, ca_dir) -> x509.Certificate:
 # --- jsonl ------------------------------------------------------------------------------
 def test_jsonl_file_read_by_openssl_and_cfssljson(tmp_path, ca_env, ca_dir, folder_cert):
     out = tmp_path / "out" / "web.jsonl"
+    out.parent.mkdir()  # certkit makes no folder for an output file (test_audit37_formats3)
     proc = run_certkit("issue-server", "web.example.com", "127.0.0.1", "--format", "jsonl", "--out", out, "--json",
                        env=ca_env)
     assert proc.returncode == 0, proc.stderr

@@ -91,8 +91,8 @@ def test_one_file_output_on_full_disk_leaves_no_parent_folders(tmp_path: Path, c
                                                                fmt: str) -> None:
     with tmpfs(tmp_path / "small", "size=64k") as mnt:
         full(mnt, leave=0)
-        proc = run_certkit("issue-server", "t.example", "--format", fmt, "--out", mnt / fmt / "d" / f"x.{fmt}",
-                           env=ca_env)
+        # (its folder must exist: certkit makes none for an output file, test_audit37_formats3)
+        proc = run_certkit("issue-server", "t.example", "--format", fmt, "--out", mnt / f"x.{fmt}", env=ca_env)
         assert_clean_error(proc, "the disk is full")
         assert left(mnt) == []
     assert [r["status"] for r in issued_rows(ca_env)] == ["abandoned"]
@@ -102,7 +102,7 @@ def test_batch_file_on_full_disk_leaves_no_parent_folders(tmp_path: Path, ca_dir
     (tmp_path / "m.csv").write_text("kind,names\nserver,a.example\nserver,b.example\n")
     with tmpfs(tmp_path / "small", "size=64k") as mnt:
         full(mnt, leave=0)
-        proc = run_certkit("issue-batch", tmp_path / "m.csv", "--format", "jsonl", "--out", mnt / "bj" / "x.jsonl",
+        proc = run_certkit("issue-batch", tmp_path / "m.csv", "--format", "jsonl", "--out", mnt / "x.jsonl",
                            "--jobs", "1", env=ca_env)
         assert_clean_error(proc, "the disk is full")
         assert left(mnt) == []

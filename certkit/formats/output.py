@@ -66,7 +66,6 @@ class Output(OutputChecks):
         self._tmp: Path | None = None
         self.complete = False  # the shared file is in place and its certificates marked valid
         self.placed = False  # the shared file is in place (its certificates perhaps not yet marked)
-        self._made: list[Path] = []  # the folders above a shared file created for it: removed on abort
         self._out: int | None = None  # the file descriptor a shared file's records go to
         self._spool: int | None = None  # serials written to a shared file, to mark when it is in place
         self._lock = None
@@ -122,7 +121,7 @@ class Output(OutputChecks):
             self._to_stream(b"")  # nothing buffered before the workers are forked
             self._out, self._log = -1, record_log(self.stream)  # records go to the stream; which, in a log
         elif self.shared:
-            self._tmp, self._out, self._made = create_temporary(self.path)
+            self._tmp, self._out, _none = create_temporary(self.path)
             import tempfile
 
             spool = tempfile.TemporaryFile(prefix="certkit-serials-")  # gone with the process
@@ -140,9 +139,7 @@ class Output(OutputChecks):
         if self.path is None:
             self._to_stream(data + self.encoder.end())
             return
-        from certkit.atomic import remove_made
-
-        tmp, fd, made = create_temporary(self.path)
+        tmp, fd, _none = create_temporary(self.path)
         try:
             try:
                 write_all(fd, data + self.encoder.end())
@@ -156,7 +153,6 @@ class Output(OutputChecks):
             place(tmp, self.path, force=self.force, sync=self.sync)
         except BaseException:
             unlink_quiet(tmp)
-            remove_made(made)
             raise
         pause_at("placed")
 
@@ -265,7 +261,7 @@ class Output(OutputChecks):
                 inventory.sync(self._spooled())  # its certificates' rows on disk (all there) before it is placed
             pause_at("staged")
             place(self._tmp, self.path, force=self.force, sync=self.sync)
-            self._tmp, self._made, self.placed = None, [], True
+            self._tmp, self.placed = None, True
             pause_at("placed")
 
     def _unwritten(self, exc: OSError) -> CertkitError:
@@ -274,17 +270,13 @@ class Output(OutputChecks):
         return CertkitError(f"Cannot write {shown(self.path)}: {os_reason(exc)}; nothing was put in place.")
 
     def abort(self, inventory: "Inventory | None" = None) -> None:
-        """Give up a shared file: remove it (it may hold keys) and the folders created for it, and
-        mark its certificates abandoned."""
-        from certkit.atomic import remove_made
-
+        """Give up a shared file: remove it (it may hold keys), and mark its certificates abandoned."""
         self._pending, self._serials = [], []
         if self._tmp is not None:
             if self._out is not None:
                 os.close(self._out)
             unlink_quiet(self._tmp)
             self._tmp = None
-        remove_made(self._made)
         self._out = None
         if inventory is not None:
             from certkit.errors import InventoryError

@@ -63,10 +63,11 @@ class OutputChecks:
                 self.made_private = private_stream(self.stream, change=False)  # made so by make_private()
             return
         from certkit.bundle import check_folder_owner
+        from certkit.formats.placing import refuse_missing_folder
         from certkit.paths import check_can_write, check_folders_above, check_output, refuse_controlled_above
 
         check_output(self.given, ca_dirs, what="output file")
-        refuse_controlled_above(self.given, "output file")  # its temporary file, and folders made for it, by name
+        refuse_controlled_above(self.given, "output file")  # its temporary file, by name
         if self.given.is_symlink():
             raise UnsafeOutputPath(f"{shown(self.file_text)} is a symbolic link; certkit does not write through links. "
                                    "Give the real path.")
@@ -76,6 +77,7 @@ class OutputChecks:
             refuse_output_misfits(self.path, self.file_text, inventory, self.format)
             raise OutputExists(f"{shown(self.file_text)} already exists{issued_into(self.path, inventory)}.")
         check_folders_above(self.given, "output file")
+        refuse_missing_folder(self.given, self.file_text)
         check_can_write(self.given, "output file")
         refuse_output_misfits(self.path, self.file_text, inventory, self.format)
         parent = self.path.parent

@@ -11,30 +11,45 @@ from certkit.errors import CertkitError, OutputExists
 from certkit.text import shown
 
 
+def refuse_missing_folder(path: Path, text: str | None = None) -> None:
+    """Refuse an output file whose folder does not exist, naming the first missing folder as the user spelled it
+    (``text``, else ``path``): certkit creates none for it (mkcert, cfssl and openssl do not either): a mistyped
+    ``--out`` would put keys in a new folder nobody looks at."""
+    given = Path(text if text is not None else path)
+    missing = None
+    for above in given.parents:
+        if os.path.isdir(above):
+            break
+        missing = above
+    if missing is not None:
+        raise CertkitError(f"The folder {shown(missing)} does not exist (no such file or directory), so the output "
+                           f"file {shown(given)} cannot be written: certkit creates no folder for an output file. "
+                           f"Create it first (mkdir -p {shown(given.parent)}) or correct the path; nothing was issued.")
+
+
 def create_temporary(path: Path) -> tuple[Path, int, list[Path]]:
     """A new private (0600) file beside ``path``, named so that a later run can tell a dead
-    writer's leftover (it may hold keys) and remove it; and the folders above ``path`` created
-    for it (for :func:`certkit.atomic.remove_made` if the file is given up)."""
-    from certkit.atomic import SECRET_MODE, folders_made, sweep_stale, temporary_name
+    writer's leftover (it may hold keys) and remove it; and the folders created for it, always none now (an
+    output file's folder must exist: :func:`refuse_missing_folder`), as callers from before that read it."""
+    from certkit.atomic import SECRET_MODE, sweep_stale, temporary_name
 
-    with folders_made(path.parent) as made:
-        sweep_stale(path.parent, path.name)
-        flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
-        for _attempt in range(100):
-            tmp = path.with_name(temporary_name(path.name))
-            try:
-                fd = os.open(tmp, flags, SECRET_MODE)
-            except FileExistsError:
-                continue
-            except OSError as exc:  # said of the output, not of a temporary name nobody gave (/proc/version)
-                from certkit.bundle import os_reason
+    sweep_stale(path.parent, path.name)
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
+    for _attempt in range(100):
+        tmp = path.with_name(temporary_name(path.name))
+        try:
+            fd = os.open(tmp, flags, SECRET_MODE)
+        except FileExistsError:
+            continue
+        except OSError as exc:  # said of the output, not of a temporary name nobody gave (/proc/version)
+            from certkit.bundle import os_reason
 
-                raise CertkitError(f"Cannot write {shown(path)}: {os_reason(exc)} (in {shown(path.parent)}); "
-                                   "nothing was put in place.") from None
-            _make_private(fd, tmp, path)
-            _hold(fd)
-            return tmp, fd, made
-        raise FileExistsError(f"Could not create a temporary file beside {path}.")
+            raise CertkitError(f"Cannot write {shown(path)}: {os_reason(exc)} (in {shown(path.parent)}); "
+                               "nothing was put in place.") from None
+        _make_private(fd, tmp, path)
+        _hold(fd)
+        return tmp, fd, []
+    raise FileExistsError(f"Could not create a temporary file beside {path}.")
 
 
 def _make_private(fd: int, tmp: Path, path: Path) -> None:
