@@ -24,6 +24,9 @@ class Target:
     # True when the certificate is valid only once a whole shared output is in place (a batch into one archive):
     # deliver_many leaves its row pending, the output marks it (formats.Output.commit) or abandons it (abort).
     deferred = False
+    # True when the bytes go to another process that writes them in turn and marks the certificate valid then (a
+    # batch's worker relaying a chunk for standard output to its parent): recorded pending as usual, never marked here.
+    relayed = False
 
     def check(self, ca: "CA", request: Request) -> None:
         """Refuse, before anything is signed, what :meth:`write` could not do."""

@@ -231,7 +231,8 @@ def deliver_many(ca: "CA", items: Sequence[tuple[Request, Target]], *, sync: boo
                 raise
             if ca.inventory is not None:
                 # A deferred target (one output file for many certificates) marks them once it is in place.
-                ready = [one.serial_hex for (_r, target), one in zip(items, issued, strict=True) if not target.deferred]
+                ready = [one.serial_hex for (_r, target), one in zip(items, issued, strict=True)
+                         if not target.deferred and not getattr(target, "relayed", False)]
                 # Bundles on disk can be found again by reconciliation: their mark needs no fsync of its own.
                 on_disk = all(target.sink in ("folder", "file") for _r, target in items)
                 try:
@@ -388,7 +389,8 @@ def _settle_after_failure(ca: "CA", items, issued, done: list[int], half: Path |
                 target.folder, one.der, keyed))
         except UnreadableFile:
             continue
-        complete = complete and not target.deferred  # only in a temporary file, which its output removes
+        # only in a temporary file, which its output removes, or in memory, never handed to the writer
+        complete = complete and not target.deferred and not getattr(target, "relayed", False)
         if not complete and half is not None and target.folder is not None and Path(target.folder) == half:
             continue
         (delivered if complete else lost).append(one.serial_hex)

@@ -5,12 +5,18 @@ issue 13.
    same for issue-server, issue-client, sign-csr and issue-batch) created the missing folders and wrote the keys
    there: a mistyped path put them where nobody looks. It is refused now, as mkcert, cfssl and openssl refuse it,
    with one Error line naming the missing folder; nothing is signed or recorded.
+2. With --jobs 2 a batch's one output (k8s, tar, jsonl; a file or standard output) held its chunks in the order
+   the workers finished them, so the same manifest gave another order with --jobs 1 and --jobs 2, and from run to
+   run (a GitOps repository's diff churned). The workers now relay each chunk to the parent, which writes them in
+   the manifest's order (at most --jobs finished chunks waiting), issuing still in parallel.
 """
 
 from __future__ import annotations
 
 import json
 import subprocess
+import sys
+import tarfile
 
 import pytest
 
@@ -84,3 +90,85 @@ def test_the_folder_format_still_makes_its_bundle_folders(tmp_path, ca_env, ca_d
     manifest.write_text("kind,names\nserver,b1.example\n")
     run_certkit("issue-batch", manifest, "--out-dir", tmp_path / "made" / "certs", env=ca_env, check=True)
     assert (tmp_path / "made" / "certs" / "b1.example" / "cert.pem").is_file()
+
+
+def _names_in(fmt: str, data: bytes) -> list[str]:
+    """The bundle names in an output, in its order, as its own reader sees them."""
+    if fmt == "jsonl":
+        return [json.loads(line)["name"] for line in data.decode().splitlines()]
+    if fmt == "k8s":
+        import yaml
+
+        return [doc["metadata"]["name"] for doc in yaml.safe_load_all(data.decode()) if doc]
+    import io
+
+    with tarfile.open(fileobj=io.BytesIO(data)) as archive:
+        return [member.name for member in archive.getmembers() if member.isdir()]
+
+
+def _serials_in(fmt: str, data: bytes) -> list[str]:
+    if fmt == "jsonl":
+        return [json.loads(line)["serial"] for line in data.decode().splitlines()]
+    if fmt == "k8s":
+        import yaml
+
+        return [doc["metadata"]["annotations"]["certkit/serial"] for doc in yaml.safe_load_all(data.decode()) if doc]
+    return []
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_batch_writes_its_records_in_manifest_order_whatever_jobs(tmp_path, ca_env, ca_dir, fmt):
+    count = 160
+    manifest = tmp_path / "fleet.csv"
+    manifest.write_text("kind,names\n# the fleet\n" + "".join(f"server,h{n}.example\n" for n in range(count)))
+    expected = [f"h{n}.example" for n in range(count)]
+    env = {**ca_env, "CERTKIT_TEST_CHUNK_SIZE": "4"}  # 40 chunks, two workers taking them as they are free
+    outputs = {}
+    for jobs in ("1", "2", "2"):
+        out = tmp_path / f"out-{jobs}-{len(outputs)}.{fmt}"
+        run_certkit("issue-batch", manifest, "--format", fmt, "--out", out, "--jobs", jobs, "--force", env=env,
+                    check=True)
+        outputs[out.name] = out.read_bytes()
+        piped = subprocess.run([sys.executable, "-m", "certkit", "issue-batch", manifest, "--format", fmt,
+                                "--jobs", jobs], capture_output=True, env=env, timeout=300)
+        assert piped.returncode == 0, piped.stderr
+        outputs[f"{out.name} (standard output)"] = piped.stdout
+    for name, data in outputs.items():
+        assert _names_in(fmt, data) == expected, name
+        serials = _serials_in(fmt, data)
+        if serials:  # each record the one certificate of its line, recorded valid with that name
+            listed = {row["serial"]: row for row in json.loads(run_certkit(
+                "list", "--json", "--status", "valid", env=ca_env, check=True).stdout)["certificates"]}
+            assert [listed[s]["names"] for s in serials] == [[f"DNS:{n}"] for n in expected], name
+    # the archive is whole, and tar itself reads it in that order
+    if fmt == "tar":
+        listing = subprocess.run([require("tar"), "-tf", tmp_path / "out-2-2.tar"], capture_output=True, text=True,
+                                 check=True, timeout=60).stdout.split()
+        assert [m.rstrip("/") for m in listing if m.endswith("/")] == expected
+
+
+@pytest.mark.parametrize("fmt", ("jsonl", "k8s"))
+def test_an_interrupted_parallel_batch_wrote_the_first_lines_and_left_nothing_pending(tmp_path, ca_env, ca_dir, fmt):
+    """Into standard output with --jobs 2, stopped by Ctrl-C: what the reader got is the manifest's first lines, as
+    the message says; the chunks that were waiting for their turn are abandoned (never written), none pending."""
+    import signal
+    import time
+
+    manifest = tmp_path / "fleet.csv"
+    manifest.write_text("kind,names\n# the fleet\n" + "".join(f"server,h{n}.example\n" for n in range(300)))
+    env = {**ca_env, "CERTKIT_TEST_CHUNK_SIZE": "5"}
+    proc = subprocess.Popen([sys.executable, "-m", "certkit", "issue-batch", manifest, "--format", fmt,
+                             "--jobs", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, bufsize=0)
+    first = proc.stdout.read(1)  # writing has begun; unread, the pipe fills and the parent waits on it
+    time.sleep(1.5)
+    proc.send_signal(signal.SIGINT)
+    out, err = proc.communicate(timeout=120)
+    out, err = first + out, err.decode()
+    assert proc.returncode == 130 and "Traceback" not in err, err
+    names = _names_in(fmt, out)
+    assert 0 < len(names) < 300
+    assert names == [f"h{n}.example" for n in range(len(names))]  # the first lines, in order
+    assert f"those of manifest lines 3-{len(names) + 2}. Rerun its other lines." in err, err
+    counts = {status: json.loads(run_certkit("list", "--json", "--status", status, env=ca_env, check=True).stdout)
+              ["total"] for status in ("valid", "pending")}
+    assert counts == {"valid": len(names), "pending": 0}, counts

@@ -4,7 +4,8 @@ Each chunk goes through the issuing pipeline in one piece
 (:func:`certkit.issuing.deliver_many`): signed, recorded pending with its
 folders in one transaction, written, made durable with one sync, marked valid
 in one transaction. Several worker processes (``--jobs``) each take the next
-chunk nobody has taken whenever they are free; they die with the parent
+chunk nobody has taken whenever they are free (into one output, they relay each chunk to the parent, which
+writes them in the manifest's order: :mod:`certkit.batch.in_turn`); they die with the parent
 (Linux's parent-death signal), and on Ctrl-C or SIGTERM stop once the chunk
 being written is complete (a chunk is recorded, written and marked as one
 step), so a batch that is interrupted or killed leaves the inventory matching
@@ -14,6 +15,7 @@ finish the job.
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 import time
@@ -23,9 +25,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from certkit.batch.checking import BatchSpec, check_manifest, target
+from certkit.batch.in_turn import InTurn, arrived, collect
 from certkit.batch.kept import complete_bundle
 from certkit.batch.manifest import BatchLine
 from certkit.batch.spool import Spool
+from certkit.batch.stops import delivered, in_words, unmarked
 from certkit.batch.workers import can_fork, chunk_counter, claimer, die_with_parent, let_signals_in
 from certkit.batch.written import written_lines
 from certkit.errors import (
@@ -195,40 +199,6 @@ def _run_here(job: "_Job", result: BatchResult, progress) -> None:
                            result) from None
 
 
-def in_words(exc: BaseException) -> str:
-    """A failure that stops a batch, as the sentence its message starts with: a CertkitError's own
-    message, an OSError in words ("The disk is full (PATH)." rather than "[Errno 28]"), anything else
-    (a bug) with its class name."""
-    if isinstance(exc, CertkitError):
-        return str(exc)
-    if isinstance(exc, OSError):
-        from certkit.bundle import os_reason
-        from certkit.text import shown
-
-        reason = os_reason(exc)
-        where = f" ({shown(exc.filename)})" if exc.filename else ""
-        return f"{reason[:1].upper()}{reason[1:]}{where}."
-    return f"{type(exc).__name__}: {exc}".rstrip(".") + "."
-
-
-def delivered(exc: BaseException) -> int:
-    """How many bundles the chunk that ``exc`` stopped had delivered and not yet reported: also
-    when a stop held off during a failed write landed on top of the failure (its context)."""
-    for one in (exc, exc.__context__):
-        if one is not None and hasattr(one, "certkit_delivered"):
-            return one.certkit_delivered
-    return 0
-
-
-def unmarked(exc: BaseException) -> int:
-    """How many of :func:`delivered`'s bundles are written whole but not marked (the inventory went
-    away): also when a stop (the parent's SIGTERM to every worker after another's error) landed on top."""
-    for one in (exc, exc.__context__):
-        if one is not None and hasattr(one, "certkit_unmarked"):
-            return one.certkit_unmarked
-    return 0
-
-
 def _so_far(error: str, result: BatchResult, job: "_Job") -> str:
     """The failure that stopped the batch, as the sentence before :func:`_stopped`'s: without its "nothing was
     changed" or "nothing was issued or written" (and "try again") once bundles were written (true of the step that
@@ -265,14 +235,22 @@ class _Job(BatchSpec):
     spool: Spool  # the lines as the check read them
     sync: str = "chunk"
     cache: dict = field(default_factory=dict)  # the folders above the outputs, resolved and checked once
+    position: int = 0  # of the chunk being issued, among the manifest's
 
     def __post_init__(self) -> None:  # the --out-dir, and where it led as the lines were checked: none leaves it
         self._inside = (self.out_dir, self.spool.out_dir_real or os.path.realpath(self.out_dir), self.spool.out_dir_id)
 
     def run(self, report: Callable[[dict], None], claim: Callable[[], int] | None = None) -> None:
-        """Issue the spool's chunks, or with ``claim`` (several workers) those this worker claims as it goes;
-        ``report`` each chunk's counts before a stop held off meanwhile can land: what was written is counted, once."""
-        for chunk in self.spool.chunks(claim):
+        """Issue the spool's chunks, or with ``claim`` (several workers) those this worker claims as
+        it goes; ``report`` each chunk's counts before a stop held off meanwhile can land, so that
+        what was written is always counted, once."""
+        take = claim or itertools.count().__next__
+
+        def claim_one() -> int:
+            self.position = take()  # the chunk's place in the manifest: a relayed chunk is written in that order
+            return self.position
+
+        for chunk in self.spool.chunks(claim_one):
             self._issue_chunk(chunk, report)
 
     def _issue_chunk(self, chunk: list[BatchLine], report: Callable[[dict], None]) -> None:
@@ -289,7 +267,10 @@ class _Job(BatchSpec):
                           if self.output is None
                           else self.output.target(line.name())))
         def done(deliveries: list) -> None:  # with Ctrl-C and SIGTERM held off (deliver_many's then)
-            if self.output is not None:
+            relay = None
+            if self.output is not None and self.output.relayed:  # to the parent, who writes it in turn (InTurn)
+                relay = dict(self.output.take(), position=self.position)
+            elif self.output is not None:
                 self.output.flush()  # the chunk's records into the shared file, in one piece
             by_kind: dict[str, int] = {}
             advised: dict[str, int] = {}  # what issue-peer and the others print beneath a certificate (a wildcard)
@@ -303,7 +284,8 @@ class _Job(BatchSpec):
                     "foreign": [n for d in deliveries for n in d.notes if n.startswith(FOREIGN_NOTE)],
                     "removed": [n for d in deliveries for n in d.notes if f" {REMOVED_NOTE} " in n],
                     "marked": [n for d in deliveries for n in d.marked], "advised": advised,
-                    "chunks": [[chunk[0].line, chunk[-1].line, len(deliveries)]]})
+                    "chunks": [[chunk[0].line, chunk[-1].line, len(deliveries)]],
+                    **({"relay": relay} if relay is not None else {})})
 
         if items:
             # a single output is made durable once, when it is complete (Output.commit)
@@ -322,7 +304,11 @@ def _run_parallel(job: _Job, jobs: int, result: BatchResult, progress) -> None:
     messages = ctx.Queue()
     parent = os.getpid()
     taken = chunk_counter(ctx)  # the chunks of the spool, shared out as the workers become free
-    workers = [ctx.Process(target=_worker, args=(job, messages, parent, taken), daemon=True) for _ in range(jobs)]
+    # one output: its chunks relayed to this process, written in the manifest's order, at most ``jobs`` waiting
+    written = chunk_counter(ctx) if job.output is not None else None
+    turn = InTurn(job.output, job.ca.inventory, written, result, progress) if job.output is not None else None
+    workers = [ctx.Process(target=_worker, args=(job, messages, parent, taken, written and (written, jobs)),
+                           daemon=True) for _ in range(jobs)]
     previous = handle_stop_signals(raise_terminated)
     stopped_by: int | None = None
     error = None
@@ -339,13 +325,16 @@ def _run_parallel(job: _Job, jobs: int, result: BatchResult, progress) -> None:
             except queues.Empty:
                 if any(proc.exitcode not in (None, 0) for proc in workers) and messages.empty():
                     error = error or "a worker process died unexpectedly"
+                    _signal_all(workers, signal.SIGTERM)  # (the others may wait for its chunk's turn)
                     break
                 continue
             kind, payload = message
             if kind == "chunk":
-                result.add(payload)
-                if progress is not None:
-                    progress(payload.get("issued", 0) + payload.get("kept", 0))
+                try:
+                    arrived(payload, turn, result, progress)
+                except (CertkitError, OSError) as exc:  # writing into the output: the stream closed, the disk full
+                    error = error or in_words(exc)
+                    _signal_all(workers, signal.SIGTERM)
             else:
                 running -= 1
                 result.add(payload.get("stats", {}))
@@ -356,7 +345,9 @@ def _run_parallel(job: _Job, jobs: int, result: BatchResult, progress) -> None:
         stopped_by = signal.SIGINT if isinstance(exc, KeyboardInterrupt) else exc.signum
         _signal_all(workers, signal.SIGTERM)  # Ctrl-C or a hangup reached them too; SIGTERM to the parent did not
     finally:
-        _collect(workers, messages, result)
+        collect(workers, messages, result, turn)
+        if turn is not None:
+            turn.give_up()
         restore_signals(previous)
     if stopped_by is not None:
         raise BatchStopped(_stopped(result, "was interrupted", job.output), result, stopped_by)
@@ -373,36 +364,12 @@ def _signal_all(workers, signum: int) -> None:
                 pass
 
 
-def _collect(workers, messages, result: BatchResult) -> None:
-    """Wait for every worker (they settle their chunk and report), then count what they report.
-
-    A worker flushes its messages into the queue's pipe before it exits (``join_thread``), so once
-    every worker is gone whatever is left is in the pipe already: read without waiting for more.
-    """
-    deadline = time.monotonic() + 60
-    for proc in workers:
-        while proc.is_alive() and time.monotonic() < deadline:
-            proc.join(timeout=0.2)
-            _drain(messages, result)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
-    _drain(messages, result)
-
-
-def _drain(messages, result: BatchResult) -> None:
-    import queue as queues
-
-    while True:
-        try:
-            kind, payload = messages.get_nowait()
-        except (queues.Empty, EOFError, OSError):
-            return
-        result.add(payload if kind == "chunk" else payload.get("stats", {}))
-
-
-def _worker(job: _Job, messages, parent: int, taken) -> None:
+def _worker(job: _Job, messages, parent: int, taken, written=None) -> None:
+    """One worker: ``written`` (the parent's count of the chunks it wrote, and how many may wait) when the chunks
+    are relayed to it (one output), so that this worker claims none too far ahead of it."""
     die_with_parent(parent)
+    if getattr(job, "output", None) is not None:
+        job.output.relayed = True
     # One stop signal per worker: Ctrl-C reaches the whole process group, and the parent passes
     # it on as SIGTERM; a second signal would interrupt the worker while it settles and reports.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -410,7 +377,7 @@ def _worker(job: _Job, messages, parent: int, taken) -> None:
     try:
         try:
             let_signals_in()  # held since the fork (uninterrupted): a stop sent meanwhile arrives here
-            job.run(lambda stats: messages.put(("chunk", stats)), claimer(taken))
+            job.run(lambda stats: messages.put(("chunk", stats)), claimer(taken, *(written or ())))
         finally:
             # From here on the worker only reports and exits: the SIGTERM the parent sends every
             # worker when one fails must not interrupt a worker that is reporting.

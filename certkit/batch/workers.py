@@ -46,14 +46,21 @@ def chunk_counter(ctx):
     return ctx.Value("q", 0)
 
 
-def claimer(counter) -> Callable[[], int]:
+def claimer(counter, written=None, ahead: int = 0) -> Callable[[], int]:
     """Take the next chunk nobody has taken: each worker takes one whenever it is free, so a worker
     that gets less of the CPU (another process on the machine) does fewer chunks, instead of the
-    others waiting for it at the end. Positions come out in increasing order, in every worker."""
+    others waiting for it at the end. Positions come out in increasing order, in every worker.
+    With ``written`` (how many chunks the parent has written into the one output, in turn), a chunk at
+    most ``ahead`` past the next one to write: at most ``ahead`` finished chunks wait in the parent."""
+    import time
+
     def claim() -> int:
-        with counter.get_lock():
-            position = counter.value
-            counter.value = position + 1
-        return position
+        while True:
+            with counter.get_lock():
+                position = counter.value
+                if written is None or position <= written.value + ahead:
+                    counter.value = position + 1
+                    return position
+            time.sleep(0.002)  # the chunk before is still being issued (by a worker the machine holds up)
 
     return claim

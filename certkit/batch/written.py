@@ -1,6 +1,6 @@
-"""Which manifest lines a batch into standard output wrote, said when it stops: with ``--jobs 2`` and more, the
-chunks reach the stream in the order they are finished, not the manifest's, so "the lines after the last written"
-is no answer."""
+"""Which manifest lines a batch into standard output wrote, said when it stops. The chunks reach the stream in the
+manifest's order (:mod:`certkit.batch.in_turn`), so they are the first lines; a manifest's comments and blank lines
+between them are no gap."""
 
 from __future__ import annotations
 

@@ -71,6 +71,10 @@ class Output(OutputChecks):
         self._lock = None
         self._pending: list[bytes] = []  # a deferred output's records not yet written (see flush)
         self._serials: list[bytes] = []
+        self._names: list[str] = []  # (relayed: each pending record's name)
+        # in a batch's worker: records are kept for take(), which hands them to the parent, who writes them in the
+        # manifest's order (write_relayed) and, into standard output, marks them valid once written
+        self.relayed = False
         self.count = 0
         self.checked = False  # check() ran: a deliver() of its targets asks it once, as the commands do
         self._replaced: dict | None = None  # see replaced()
@@ -163,9 +167,10 @@ class Output(OutputChecks):
         if self._out is None:
             raise CertkitError("The output was not opened before writing.")
         self.count += 1
-        if self.deferred:
+        if self.deferred or self.relayed:
             self._pending.append(data)
             self._serials.append(serial.encode("ascii") + b"\n")
+            self._names.append(name or "")
             return
         self._write(data, b"", name)
 
@@ -173,8 +178,39 @@ class Output(OutputChecks):
         """Write the records :meth:`append` kept back, in one piece."""
         if self._pending:
             data, serials = b"".join(self._pending), b"".join(self._serials)
-            self._pending, self._serials = [], []
+            self._pending, self._serials, self._names = [], [], []
             self._write(data, serials)
+
+    def take(self) -> dict:
+        """The records :meth:`append` kept back (relayed), for the process that writes them: ``records``, ``names``
+        and ``serials``, each in the order appended."""
+        taken = {"records": self._pending, "names": self._names,
+                 "serials": [s.strip().decode("ascii") for s in self._serials]}
+        self._pending, self._serials, self._names = [], [], []
+        return taken
+
+    def note_serials(self, serials: list[str]) -> None:
+        """A shared file's serials relayed by a worker, spooled as they arrive (before their records are written in
+        turn): a file given up marks every one of them abandoned."""
+        if serials and self.deferred:
+            self._write(b"", "".join(f"{s}\n" for s in serials).encode("ascii"))
+
+    def write_relayed(self, taken: dict) -> int:
+        """Write what :meth:`take` gave (in a batch's parent, in the manifest's order): into a shared file in one
+        piece, into standard output record by record (so that a reader that closes it early is told which it never
+        read); how many were written. A failure part-way carries that count as ``written``."""
+        if self.path is not None:
+            self._write(b"".join(taken["records"]), b"")
+            return len(taken["records"])
+        written = 0
+        try:
+            for data, name in zip(taken["records"], taken["names"], strict=True):
+                self._write(data, b"", name)
+                written += 1
+        except BaseException as exc:
+            exc.written = written
+            raise
+        return written
 
     def _write(self, data: bytes, serials: bytes, name: str | None = None) -> None:
         if self._lock is not None:
@@ -271,7 +307,7 @@ class Output(OutputChecks):
 
     def abort(self, inventory: "Inventory | None" = None) -> None:
         """Give up a shared file: remove it (it may hold keys), and mark its certificates abandoned."""
-        self._pending, self._serials = [], []
+        self._pending, self._serials, self._names = [], [], []
         if self._tmp is not None:
             if self._out is not None:
                 os.close(self._out)
@@ -322,6 +358,7 @@ class OutputTarget(Target):
         self.sink = output.sink
         self.folder = output.path
         self.deferred = output.deferred
+        self.relayed = output.relayed and not output.deferred  # standard output: the parent marks it once written
 
     def replaced(self, ca: "CA", request: Request) -> str | None:
         return self.output.replaced(ca, request)
