@@ -278,6 +278,24 @@ def sweep_stale(directory: Path, name: str | None = None) -> None:
             unlink_quietly(path)
 
 
+def sweep_dead_files(directory: Path) -> None:
+    """Remove the temporary files (never folders: a bundle's journal is settled by its own writer) that a dead
+    certkit writer left in ``directory`` beside any name: a killed ``--out`` of another name leaves one (0600, with
+    keys perhaps) that nothing else would ever remove. Only this user's, whose writer is gone (:func:`writer_gone`)."""
+    try:
+        entries = [e for e in os.scandir(directory) if e.name.startswith(".") and e.name.endswith(TEMP_SUFFIX)]
+    except OSError:
+        return
+    for entry in entries:
+        parsed = parse_temporary(entry.name)
+        try:
+            ours = entry.is_file(follow_symlinks=False) and entry.stat(follow_symlinks=False).st_uid == os.geteuid()
+        except OSError:
+            continue
+        if parsed and not parsed[2] and ours and writer_gone(Path(entry.path), parsed[1]):
+            unlink_quietly(Path(entry.path))
+
+
 def replace_file(path: Path, data: bytes, mode: int) -> None:
     """Write ``path`` atomically (temporary file beside it, then rename), replacing what is there."""
     path = Path(path)

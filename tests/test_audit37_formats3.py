@@ -9,6 +9,9 @@ issue 13.
    the workers finished them, so the same manifest gave another order with --jobs 1 and --jobs 2, and from run to
    run (a GitOps repository's diff churned). The workers now relay each chunk to the parent, which writes them in
    the manifest's order (at most --jobs finished chunks waiting), issuing still in parallel.
+3. A batch (or a single command) writing --out FILE, SIGKILLed before its file was in place, left its 0600
+   ``.FILE.PID-RANDOM.certkit-tmp`` (perhaps with keys) for ever unless the same --out was written again. Any later
+   output file written in that folder now removes a dead writer's temporary files (this user's, pid gone, unheld).
 """
 
 from __future__ import annotations
@@ -172,3 +175,71 @@ def test_an_interrupted_parallel_batch_wrote_the_first_lines_and_left_nothing_pe
     counts = {status: json.loads(run_certkit("list", "--json", "--status", status, env=ca_env, check=True).stdout)
               ["total"] for status in ("valid", "pending")}
     assert counts == {"valid": len(names), "pending": 0}, counts
+
+
+def _killed_leaving_its_temporary(args, env, cwd, point: str, marker) -> None:
+    """Run ``certkit ARGS`` until ``point`` and SIGKILL it there, as a power cut or the OOM killer would."""
+    import os
+    import signal
+
+    from integrity_helpers import start_paused
+
+    proc = start_paused(args, env, cwd, point, marker)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.communicate(timeout=60)
+    marker.unlink(missing_ok=True)
+
+
+def _temporaries(folder) -> list[str]:
+    return sorted(p.name for p in folder.iterdir() if p.name.endswith(".certkit-tmp"))
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_killed_writers_temporary_file_is_removed_by_the_next_output_in_its_folder(tmp_path, ca_env, ca_dir, fmt):
+    out = tmp_path / "out"
+    out.mkdir()
+    manifest = tmp_path / "fleet.csv"
+    manifest.write_text("kind,names\nserver,b1.example\nserver,b2.example\n")
+    killed = [(["issue-batch", manifest, "--format", fmt, "--out", out / f"a.{fmt}", "--jobs", "1"], "signed"),
+              (["issue-batch", manifest, "--format", fmt, "--out", out / f"b.{fmt}", "--jobs", "2"], "signed"),
+              (["issue-server", "web.example", "--format", fmt, "--out", out / f"c.{fmt}"], "staged")]
+    later = [("issue-client", "alice", "--format", fmt),
+             ("issue-batch", manifest, "--format", fmt, "--jobs", "2")]
+    if fmt != "k8s":
+        later.append(("sign-csr", _csr(tmp_path, "csr.example"), "--server", "--format", fmt))
+    written = []
+    for number, (command, point) in enumerate(killed):
+        args = later[number % len(later)]
+        _killed_leaving_its_temporary(command, ca_env, tmp_path, point, tmp_path / "paused")
+        [left] = _temporaries(out)
+        assert (out / left).stat().st_mode & 0o777 == 0o600
+        written.append(f"later{number}.{fmt}")
+        run_certkit(*args, "--out", out / written[-1], env=ca_env, check=True)
+        assert _temporaries(out) == [], args  # a dead writer's: removed
+        assert sorted(p.name for p in out.iterdir()) == written
+    # what was killed is settled: nothing pending, the certificate never put in place abandoned
+    assert json.loads(run_certkit("list", "--json", "--status", "pending", env=ca_env, check=True).stdout)[
+        "total"] == 0
+
+
+def test_a_live_writers_temporary_file_is_left_alone(tmp_path, ca_env, ca_dir):
+    """A batch still writing (paused, alive, holding its file) keeps its temporary file; another output beside it
+    does not take it away."""
+    from integrity_helpers import start_paused
+
+    out = tmp_path / "out"
+    out.mkdir()
+    manifest = tmp_path / "fleet.csv"
+    manifest.write_text("kind,names\nserver,b1.example\n")
+    marker = tmp_path / "paused"
+    proc = start_paused(["issue-batch", manifest, "--format", "jsonl", "--out", out / "a.jsonl", "--jobs", "1"],
+                        ca_env, tmp_path, "signed", marker)
+    try:
+        [left] = _temporaries(out)
+        run_certkit("issue-server", "web.example", "--format", "jsonl", "--out", out / "w.jsonl", env=ca_env,
+                    check=True)
+        assert _temporaries(out) == [left]
+    finally:
+        marker.unlink()
+        proc.communicate(timeout=60)
+    assert proc.returncode == 0 and (out / "a.jsonl").is_file() and _temporaries(out) == []

@@ -31,9 +31,10 @@ def create_temporary(path: Path) -> tuple[Path, int, list[Path]]:
     """A new private (0600) file beside ``path``, named so that a later run can tell a dead
     writer's leftover (it may hold keys) and remove it; and the folders created for it, always none now (an
     output file's folder must exist: :func:`refuse_missing_folder`), as callers from before that read it."""
-    from certkit.atomic import SECRET_MODE, sweep_stale, temporary_name
+    from certkit.atomic import SECRET_MODE, sweep_dead_files, sweep_stale, temporary_name
 
     sweep_stale(path.parent, path.name)
+    sweep_dead_files(path.parent)  # what a killed writer of another output here left: nothing else removes it
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_NOFOLLOW", 0) | getattr(os, "O_CLOEXEC", 0)
     for _attempt in range(100):
         tmp = path.with_name(temporary_name(path.name))
