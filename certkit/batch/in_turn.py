@@ -68,7 +68,12 @@ class InTurn:
             self._count({"issued": done})
             raise
         if stream and self.inventory is not None:
-            notes = self.inventory.mark_issued(relay["serials"])
+            try:
+                notes = self.inventory.mark_issued(relay["serials"])
+            except BaseException:  # written, so delivered: counted; their rows stay pending (every command warns)
+                self.stopped = True
+                self._count(dict(stats, unmarked=len(relay["serials"])))
+                raise
             stats["marked"] = [note for serial in relay["serials"] for note in notes.get(serial, [])]
         self._count(stats)
 
