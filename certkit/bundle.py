@@ -46,6 +46,7 @@ from certkit.atomic import (
     parse_temporary,
     remove_tree,
     remove_tree_said,
+    sweep_dead_files,
     sweep_stale,
     write_new_file,
     writer_gone,
@@ -185,6 +186,7 @@ def write_bundle(folder: Path, files: Mapping[str, bytes], *, force: bool = Fals
     folder = Path(folder)
     if sweep:  # a batch sweeps its output folder once instead
         settle_folder(folder)
+        sweep_dead_files(folder.absolute().parent)  # a killed --out FILE's temporary file beside it (its keys)
     check_writable(folder, list(files), force=force, cache=cache)
     from certkit.constants import CERT_FILE
 

@@ -222,6 +222,26 @@ def test_a_killed_writers_temporary_file_is_removed_by_the_next_output_in_its_fo
         "total"] == 0
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_a_killed_writers_temporary_file_is_removed_by_a_bundle_folder_written_beside_it(tmp_path, ca_env, ca_dir,
+                                                                                         fmt):
+    """Any certkit command writing in that folder: a bundle folder (issue-server, issue-peer, sign-csr --out DIR)
+    written beside the dead writer's temporary file removes it too."""
+    out = tmp_path / "out"
+    out.mkdir()
+    manifest = tmp_path / "fleet.csv"
+    manifest.write_text("kind,names\nserver,b1.example\n")
+    folders = [("issue-server", "web.example"), ("issue-peer", "node1.example"),
+               ("sign-csr", _csr(tmp_path, "csr.example"), "--server")]
+    for number, args in enumerate(folders):
+        _killed_leaving_its_temporary(["issue-batch", manifest, "--format", fmt, "--out", out / f"a.{fmt}"], ca_env,
+                                      tmp_path, "signed", tmp_path / "paused")
+        assert len(_temporaries(out)) == 1
+        run_certkit(*args, "--out", out / f"bundle{number}", env=ca_env, check=True)
+        assert _temporaries(out) == [], args
+        assert (out / f"bundle{number}" / "cert.pem").is_file()
+
+
 def test_a_live_writers_temporary_file_is_left_alone(tmp_path, ca_env, ca_dir):
     """A batch still writing (paused, alive, holding its file) keeps its temporary file; another output beside it
     does not take it away."""
@@ -238,6 +258,7 @@ def test_a_live_writers_temporary_file_is_left_alone(tmp_path, ca_env, ca_dir):
         [left] = _temporaries(out)
         run_certkit("issue-server", "web.example", "--format", "jsonl", "--out", out / "w.jsonl", env=ca_env,
                     check=True)
+        run_certkit("issue-server", "web2.example", "--out", out / "web2", env=ca_env, check=True)  # a folder
         assert _temporaries(out) == [left]
     finally:
         marker.unlink()
