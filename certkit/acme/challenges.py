@@ -28,7 +28,8 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from certkit.acme.fetch import Channel, Deadline, DeadlinePassed, connect, unverified_context
+from certkit.acme.failures import failure_words
+from certkit.acme.fetch import Channel, Deadline, connect, unverified_context
 from certkit.acme.problems import Problem
 from certkit.text import is_digits, shown
 
@@ -303,12 +304,4 @@ def _hostport(address: str, port: int) -> str:
 
 
 def _reason(exc: BaseException) -> str:
-    if isinstance(exc, DeadlinePassed):
-        return str(exc)
-    if isinstance(exc, TimeoutError | socket.timeout):
-        return f"no complete answer within {TIMEOUT:g} s"
-    if isinstance(exc, ssl.SSLError):
-        return exc.reason or str(exc)
-    if isinstance(exc, OSError) and exc.strerror:
-        return exc.strerror
-    return str(exc) or type(exc).__name__
+    return failure_words(exc, TIMEOUT)
