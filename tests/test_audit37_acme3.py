@@ -6,6 +6,9 @@
    is what the other side sent: an SSH server's banner with its CR LF, a TLS alert's raw bytes (a TLS server on
    the http-01 port), "Remote end closed connection without response", "got more than 100 headers". Each is now
    said in certkit's words (certkit/acme/failures.py), what the other side sent quoted short and escaped.
+2. a tls-alpn-01 certificate, or an ``x5c`` header certificate, that holds an extension twice was said in
+   cryptography's words ("cannot be parsed: Duplicate 1.3.6.1.5.5.7.1.31 extension found"): now "it holds the
+   extension 1.3.6.1.5.5.7.1.31 more than once, which X.509 forbids (RFC 5280 4.2)".
 """
 
 from __future__ import annotations
@@ -101,3 +104,75 @@ def test_a_failed_validation_is_said_in_certkits_words_not_the_librarys(setup, c
     assert words in error["detail"], error
     assert not [w for w in LIBRARY_WORDS if w in error["detail"]], error
     assert error["type"] == f"urn:ietf:params:acme:error:{'tls' if kind == 'tls-alpn-01' else 'connection'}", error
+
+
+# --- 2. an extension given twice, in certkit's words, not cryptography's ------------------------------------------
+def _twice_certificate(name: str, key_auth: str) -> tuple[bytes, bytes]:
+    """A tls-alpn-01 certificate that holds acmeIdentifier twice (a second extension's OID patched to it, so its
+    signature no longer holds, which neither side checks): OpenSSL loads and serves it, cryptography refuses it with
+    DuplicateExtension."""
+    import base64
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+
+    from acme_client import validation_certificate
+
+    cert_pem, key_pem = validation_certificate(name, key_auth)
+    cert, key = x509.load_pem_x509_certificate(cert_pem), serialization.load_pem_private_key(key_pem, None)
+    builder = (x509.CertificateBuilder().subject_name(cert.subject).issuer_name(cert.issuer).serial_number(5)
+               .public_key(key.public_key()).not_valid_before(cert.not_valid_before_utc)
+               .not_valid_after(cert.not_valid_after_utc))
+    for ext in cert.extensions:
+        builder = builder.add_extension(ext.value, ext.critical)
+    other = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.3.6.1.5.5.7.1.99"), b"\x04\x20" + b"\1" * 32)
+    der = builder.add_extension(other, True).sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+    patched = der.replace(bytes.fromhex("06082b06010505070163"), bytes.fromhex("06082b0601050507011f"))
+    assert patched != der
+    return (b"-----BEGIN CERTIFICATE-----\n" + base64.encodebytes(patched) + b"-----END CERTIFICATE-----\n", key_pem)
+
+
+TWICE = "holds the extension 1.3.6.1.5.5.7.1.31 more than once, which X.509 forbids (RFC 5280 4.2)"
+
+
+def test_a_validation_certificate_with_an_extension_twice_is_said_in_words(setup) -> None:
+    import pathlib
+    import ssl
+
+    from acme_client import TLSALPN01Responder
+
+    class TwiceResponder(TLSALPN01Responder):
+        def add(self, name: str, token: str, key_auth: str) -> None:
+            folder = pathlib.Path(self.tmp.name)
+            for path, pem in zip(("c.pem", "k.pem"), _twice_certificate(name, key_auth), strict=True):
+                (folder / path).write_bytes(pem)
+            context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+            context.load_cert_chain(folder / "c.pem", folder / "k.pem")
+            context.set_alpn_protocols(["acme-tls/1"])
+            self.contexts[name] = self.default = context
+
+    c = _account(setup.server.directory, setup.root)
+    url, order = c.new_order(NAMES[11])
+    with TwiceResponder(setup.tls_port) as responder:
+        c.authorize(order, responder, "tls-alpn-01")
+        authz = c.wait(order["authorizations"][0], ("valid", "invalid"))
+    assert authz["status"] == "invalid", authz
+    error = next(ch for ch in authz["challenges"] if ch["type"] == "tls-alpn-01")["error"]
+    assert f"cannot be parsed: it {TWICE}" in error["detail"], error
+    assert "Duplicate" not in error["detail"], error
+
+
+def test_an_x5c_certificate_with_an_extension_twice_is_said_in_words(setup) -> None:
+    import base64
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives.serialization import Encoding
+
+    pem, _key = _twice_certificate("x.acme.test", "t.k")
+    entry = base64.b64encode(x509.load_pem_x509_certificate(pem).public_bytes(Encoding.DER)).decode()
+    c = _account(setup.server.directory, setup.root)
+    order = {"identifiers": [{"type": "dns", "value": NAMES[12]}]}
+    response = c.post(c.directory["newOrder"], order, check=False, extra={"x5c": [entry]})
+    doc = response.json()
+    assert (response.status_code, doc["type"]) == (400, "urn:ietf:params:acme:error:malformed"), doc
+    assert f"its entry 1 is no certificate: it {TWICE}" in doc["detail"] and "Duplicate" not in doc["detail"], doc

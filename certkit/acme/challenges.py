@@ -28,7 +28,7 @@ import urllib.parse
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from certkit.acme.failures import failure_words
+from certkit.acme.failures import certificate_words, failure_words
 from certkit.acme.fetch import Channel, Deadline, connect, unverified_context
 from certkit.acme.problems import Problem
 from certkit.text import is_digits, shown
@@ -267,7 +267,7 @@ def check_validation_certificate(der: bytes | None, identifier: dict, key_auth: 
     """What is wrong with a tls-alpn-01 certificate (RFC 8737 section 3), in words, or None."""
     from cryptography import x509
 
-    from certkit.errors import describe_parse_error, parse_errors
+    from certkit.errors import parse_errors
 
     if not der:
         return "is missing"
@@ -275,7 +275,7 @@ def check_validation_certificate(der: bytes | None, identifier: dict, key_auth: 
         cert = x509.load_der_x509_certificate(der)
         extensions = {ext.oid.dotted_string: ext for ext in cert.extensions}
     except parse_errors() as exc:
-        return f"cannot be parsed: {describe_parse_error(exc)}"  # in words, not the ASN.1 parser's
+        return f"cannot be parsed: {certificate_words(exc)}"  # in words, not the ASN.1 parser's
     san = extensions.get(x509.oid.ExtensionOID.SUBJECT_ALTERNATIVE_NAME.dotted_string)
     entries = list(san.value) if san is not None else []
     if identifier["type"] == "ip":

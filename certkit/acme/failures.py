@@ -81,3 +81,19 @@ def failure_words(exc: BaseException, timeout: float) -> str:
     if isinstance(exc, OSError) and exc.strerror:
         return exc.strerror
     return shown(exc)[:200] or type(exc).__name__
+
+
+def certificate_words(exc: Exception) -> str:
+    """Why cryptography could not read a certificate a client or a validated server sent, in words
+    (:func:`certkit.errors.describe_parse_error`), and an extension given twice, which it says in its own
+    ("Duplicate 1.3.6.1.5.5.7.1.31 extension found"), named as certkit names it."""
+    from cryptography import x509
+
+    from certkit.errors import describe_parse_error
+    from certkit.vocabulary import oid_name
+
+    if isinstance(exc, x509.DuplicateExtension):
+        name, dotted = oid_name(exc.oid), exc.oid.dotted_string
+        return (f"it holds the extension {name}{'' if name == dotted else f' ({dotted})'} more than once, "
+                "which X.509 forbids (RFC 5280 4.2)")
+    return describe_parse_error(exc)

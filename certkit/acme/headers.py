@@ -21,7 +21,8 @@ def check_header(protected: dict, what: str, json_type) -> None:
 
     from cryptography import x509
 
-    from certkit.errors import describe_parse_error, parse_errors
+    from certkit.acme.failures import certificate_words
+    from certkit.errors import parse_errors
 
     for name in STRINGS:
         if name in protected and not isinstance(protected[name], str):
@@ -41,5 +42,5 @@ def check_header(protected: dict, what: str, json_type) -> None:
                 x509.load_der_x509_certificate(der).extensions  # noqa: B018 - parsed when first read
                 continue
             except parse_errors() as exc:
-                said = f"is no certificate: {describe_parse_error(exc)}"
+                said = f"is no certificate: {certificate_words(exc)}"
         raise Problem("malformed", f"{what}'s 'x5c' header parameter: its entry {number} {said}; {_NEEDED}.")
