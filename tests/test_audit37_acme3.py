@@ -9,6 +9,9 @@
 2. a tls-alpn-01 certificate, or an ``x5c`` header certificate, that holds an extension twice was said in
    cryptography's words ("cannot be parsed: Duplicate 1.3.6.1.5.5.7.1.31 extension found"): now "it holds the
    extension 1.3.6.1.5.5.7.1.31 more than once, which X.509 forbids (RFC 5280 4.2)".
+3. a ``b64`` header parameter (RFC 7797's unencoded payload option, which RFC 8555 6.2 says MUST NOT be used, and
+   which without ``crit`` is not even that option's) was taken: a new-order with ``"b64": false`` got 201, as did
+   a key change's inner JWS and an external account binding with it. Each is now refused, ``malformed``.
 """
 
 from __future__ import annotations
@@ -176,3 +179,57 @@ def test_an_x5c_certificate_with_an_extension_twice_is_said_in_words(setup) -> N
     doc = response.json()
     assert (response.status_code, doc["type"]) == (400, "urn:ietf:params:acme:error:malformed"), doc
     assert f"its entry 1 is no certificate: it {TWICE}" in doc["detail"] and "Duplicate" not in doc["detail"], doc
+
+
+# --- 3. the unencoded payload option (b64), which RFC 8555 6.2 forbids ----------------------------------------------
+UNENCODED = ("'b64' header parameter: the JWS unencoded payload option (RFC 7797) must not be used in ACME "
+             "(RFC 8555 6.2)")
+
+
+@pytest.mark.parametrize("b64_value", [False, True])
+def test_a_b64_header_parameter_is_refused_in_every_jws(setup, b64_value: bool) -> None:
+    import josepy as jose
+
+    from acme_client import account_key, sign
+
+    c = _account(setup.server.directory, setup.root)
+    order = {"identifiers": [{"type": "dns", "value": NAMES[13]}]}
+    response = c.post(c.directory["newOrder"], order, check=False, extra={"b64": b64_value})
+    doc = response.json()
+    assert (response.status_code, doc["type"]) == (400, "urn:ietf:params:acme:error:malformed"), doc
+    assert doc["detail"].startswith("The JWS's protected header has a " + UNENCODED), doc
+    # the inner JWS of a key change: refused, and the account keeps its key
+    url, new = c.directory["keyChange"], account_key("ES256")[0]
+    inner = sign({"account": c.kid, "oldKey": c.key.public_key().to_json()}, new, jose.ES256, url=url, nonce=None,
+                 extra={"jwk": new.public_key().to_json(), "b64": b64_value})
+    response = c.post(url, inner, check=False)
+    doc = response.json()
+    assert response.status_code == 400 and doc["detail"].startswith(
+        "The inner JWS of the key change's protected header has a " + UNENCODED), doc
+    assert c.post(c.kid, check=False).status_code == 200  # the old key still signs for the account
+
+
+def test_a_b64_header_parameter_is_refused_in_an_external_account_binding(setup, tmp_path) -> None:
+    import contextlib
+    import hashlib
+    import hmac
+    import json
+
+    from acme_client import Client, b64
+    from acme_helpers import AcmeServer
+
+    (tmp_path / "eab.key").write_text(b64(b"e" * 32) + "\n")
+    (tmp_path / "eab.key").chmod(0o600)
+    with contextlib.ExitStack() as stack:
+        server = AcmeServer("--eab-kid", "kid-37", "--eab-hmac-file", tmp_path / "eab.key", env=setup.env)
+        stack.callback(server.stop)
+        c = Client(server.directory, setup.root)
+        url = c.directory["newAccount"]
+        signed = [b64(json.dumps(part).encode()) for part in
+                  ({"alg": "HS256", "kid": "kid-37", "url": url, "b64": False}, c.key.public_key().to_json())]
+        mac = hmac.new(b"e" * 32, ".".join(signed).encode(), hashlib.sha256).digest()
+        binding = dict(zip(("protected", "payload", "signature"), [*signed, b64(mac)], strict=True))
+        response = c.post(url, {"termsOfServiceAgreed": True, "externalAccountBinding": binding}, use_jwk=True,
+                          check=False)
+    assert response.status_code == 400, response.text
+    assert response.json()["detail"].startswith("The externalAccountBinding's protected header has a " + UNENCODED)

@@ -13,9 +13,19 @@ STRINGS = ("typ", "cty", "jku", "x5u", "x5t", "x5t#S256")
 _NEEDED = "an ACME request needs none"
 
 
+def refuse_unencoded(protected: dict, what: str) -> None:
+    """Refuse (``malformed``) a ``b64`` header parameter: RFC 8555 6.2 forbids the unencoded payload option
+    (RFC 7797), and one without ``crit``, which is refused apart, is not even that option's."""
+    if "b64" in protected:
+        raise Problem("malformed", f"{what}'s protected header has a 'b64' header parameter: the JWS unencoded payload "
+                                   "option (RFC 7797) must not be used in ACME (RFC 8555 6.2); the payload is always "
+                                   "base64url-encoded.")
+
+
 def check_header(protected: dict, what: str, json_type) -> None:
-    """Refuse (``malformed``) a ``typ``, ``cty``, ``jku``, ``x5u``, ``x5t`` or ``x5t#S256`` that is not a string, and an
-    ``x5c`` that is not a list of base64 DER certificates (RFC 7515 4.1.6), naming the parameter and what it holds."""
+    """Refuse (``malformed``) a ``b64`` (:func:`refuse_unencoded`), a ``typ``, ``cty``, ``jku``, ``x5u``, ``x5t`` or
+    ``x5t#S256`` that is not a string, and an ``x5c`` that is not a list of base64 DER certificates (RFC 7515 4.1.6),
+    naming the parameter and what it holds."""
     import base64
     import binascii
 
@@ -24,6 +34,7 @@ def check_header(protected: dict, what: str, json_type) -> None:
     from certkit.acme.failures import certificate_words
     from certkit.errors import parse_errors
 
+    refuse_unencoded(protected, what)
     for name in STRINGS:
         if name in protected and not isinstance(protected[name], str):
             raise Problem("malformed", f"{what}'s '{name}' header parameter must be a string (RFC 7515 4.1), not "

@@ -16,6 +16,7 @@ from typing import Any
 
 import josepy as jose
 
+from certkit.acme.headers import refuse_unencoded
 from certkit.acme.jws import (
     EAB_ALGORITHMS,
     SignedRequest,
@@ -75,6 +76,7 @@ def eab_kid(binding: Any) -> str | None:
     if "crit" in protected:  # RFC 7515 4.1.11, as for the outer JWS (b64: false among them, RFC 7797)
         raise Problem("malformed", "The externalAccountBinding has a 'crit' header parameter; no extension is "
                                    "understood here.")
+    refuse_unencoded(protected, "The externalAccountBinding")
     kid = protected.get("kid")
     if kid is not None and not isinstance(kid, str):
         raise Problem("malformed", f"The externalAccountBinding's 'kid' must be a string, not {_json_type(kid)}.")
