@@ -38,7 +38,7 @@ from certkit.errors import CertkitError, damage_said
 from certkit.probe_http import unescaped_zone, zone_index
 from certkit.pyossl import drain_rejected
 from certkit.sent_chain import refuse_server_chain
-from certkit.serve_handshake import HANDSHAKE_TIMEOUT, _handshake, _handshake_failure
+from certkit.serve_handshake import HANDSHAKE_TIMEOUT, _handshake, _handshake_failure, connection_failure
 from certkit.serve_json import (  # noqa: F401 (serve's public names)
     PeerIdentity,
     answer_format,
@@ -355,8 +355,7 @@ class IdentityServer(ThreadingHTTPServer):
         super().finish_request(request, client_address)
 
     def handle_error(self, request, client_address) -> None:
-        exc = sys.exc_info()[1]
-        self.log(f"error {peer_label(client_address)}: {reason_of(exc) if exc else 'unknown error'}")
+        self.log(connection_failure(sys.exc_info()[1], peer_label(client_address)))
 
 
 def _scoped(address: tuple[str, int]) -> tuple:

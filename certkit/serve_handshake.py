@@ -100,3 +100,12 @@ def _no_issuer(facts: "ServerFacts") -> str:
             "comes from an intermediate CA, sent without that CA's certificate (curl --cert fullchain.pem, or the "
             "bundle.p12 that holds it), or from another CA, of the same name or not; certkit serve --optional says "
             "which")
+
+
+def connection_failure(exc: BaseException | None, peer: str) -> str:
+    """The log line of a connection that failed after its handshake. A client that went away before its answer was
+    written (curl cut off, a request cut short and the connection closed) is said in these words, not the library's
+    (Python's ``EOF occurred in violation of protocol (_ssl.c:2427)``, pyOpenSSL's empty ``[]``)."""
+    if isinstance(exc, ConnectionError | ssl.SSLEOFError | ssl.SSLZeroReturnError):
+        return f"left {peer}: the client closed the connection before this server's answer was sent"
+    return f"error {peer}: {reason_of(exc) if exc else 'unknown error'}"

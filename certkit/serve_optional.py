@@ -287,8 +287,8 @@ class _OptionalTLSSocket:
             self._conn.sendall(bytes(data))
         except (SSL.WantReadError, SSL.WantWriteError):
             raise TimeoutError("timed out") from None
-        except SSL.Error as exc:
-            raise ConnectionError(openssl_reason(exc)) from None
+        except SSL.Error as exc:  # no reason at all ([]): the client went away, as SysCallError says it
+            raise ConnectionError(openssl_reason(exc) if exc.args and exc.args[0] else "the peer went away") from None
 
     def fileno(self) -> int:
         return self.raw_socket.fileno()
