@@ -28,6 +28,7 @@ import socket
 import ssl
 import sys
 from collections.abc import Callable, Iterable
+from http import HTTPStatus
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -233,12 +234,27 @@ class IdentityHandler(BaseHTTPRequestHandler):
         asked = parse_qs(urlsplit(self.path).query).get("format", [""])[0].lower()
         return asked if asked in ("json", "html", "text") else answer_format(self.headers.get("Accept", ""))
 
+    def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
+        """A request HTTP cannot take: its one log line says why (:meth:`log_request`), a request line too long
+        (414) is logged as it came, cut, and the answer has its status line (Python's is HTTP/0.9's bare body)."""
+        self.refusal = (message or HTTPStatus(code).phrase).split(" (")[0].lower()
+        if code == HTTPStatus.REQUEST_URI_TOO_LONG:  # what came of it: its start, and that more followed
+            self.requestline, self.refusal = f"{self.raw_requestline[:100].decode('latin-1')}...", (
+                f"{self.refusal}: its request line is over {len(self.raw_requestline) - 1} bytes")
+        self.request_version = "HTTP/1.0" if self.request_version == "HTTP/0.9" else self.request_version
+        super().send_error(code, message, explain)
+
     def log_request(self, code="-", size="-") -> None:
         visit = self.server.visit_of(self.connection)
         cn = "-"
         if visit.client is not None:
             cn = shown(visit.client.common_name or "-") + ("" if visit.authenticated else " (refused)")
-        self.server.log(f"{peer_label(self.client_address)} {received(self.requestline)} {code} client={cn}")
+        why = f"; {self.refusal}" if getattr(self, "refusal", None) else ""
+        self.server.log(f"{peer_label(self.client_address)} {received(self.requestline)} {code} client={cn}{why}")
+
+    def log_error(self, format: str, *args) -> None:
+        if not format.startswith("code %d"):  # send_error's: its request's line says it (log_request)
+            self.log_message(format, *args)
 
     def log_message(self, format: str, *args) -> None:
         self.server.log(f"{peer_label(self.client_address)} {received(format % args, quote=False)}")

@@ -63,3 +63,38 @@ def test_a_client_that_leaves_before_its_answer_is_said_in_certkits_words(
     for words in ("error ", "_ssl.c", "[]", "violation of protocol"):
         assert words not in srv.stderr, srv.stderr
 
+
+BAD_REQUESTS = [  # what a client sends after the handshake; the status; why, as the log line ends
+    (b"\x16\x03\x01garbage\r\n\r\n", 400, "bad request syntax"),
+    (b"GET / HTTP/9.9\r\n\r\n", 505, "invalid http version"),
+    (b"GET / HTTP/1.1\r\nHost: x\r\n" + b"X-A: b\r\n" * 120 + b"\r\n", 431, "too many headers"),
+    (b"GET /" + b"A" * 70_000 + b" HTTP/1.1\r\nHost: x\r\n\r\n", 414,
+     "request-uri too long: its request line is over 65536 bytes"),
+    (b"POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 2\r\n\r\nhi", 501, "unsupported method"),
+]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_request_http_cannot_take_gets_one_log_line_and_a_status_line(
+        ca_dir: Path, ca_env: dict, alice: Path, mode: tuple):
+    """Before: each got two log lines, Python's 'code 400, message Bad request syntax (...)' and then the request's;
+    a request line over 64 KiB was logged as '""' (nothing of what came); and a request whose version Python could not
+    read (garbage, HTTP/9.9) was answered with an HTML body and no status line at all (HTTP/0.9's answer)."""
+    with serving("--host", "127.0.0.1", *mode, env=ca_env) as srv:
+        for n, (sent, status, _why) in enumerate(BAD_REQUESTS, 1):
+            sock = _client(ca_dir, alice, srv.port)
+            sock.sendall(sent)
+            answer = b""
+            while chunk := sock.recv(65536):
+                answer += chunk
+            sock.close()
+            assert answer.startswith(f"HTTP/1.0 {status} ".encode()), answer[:200]
+            srv.wait_for_log(f" {status} client=alice; ", count=1)
+            assert len(srv.wait_for_log("accepted ", count=n)) == n
+    lines = [line for line in srv.stderr.splitlines() if "accepted " not in line and " listening " not in line
+             and "stopped" not in line and "revoked " not in line]
+    assert len(lines) == len(BAD_REQUESTS), srv.stderr  # one a request
+    for line, (_sent, status, why) in zip(lines, BAD_REQUESTS, strict=True):
+        assert line.endswith(f" {status} client=alice; {why}"), line
+    assert f'"GET /{"A" * 95}..." 414' in lines[3], lines[3]  # its start, and that more followed
+    assert "code " not in srv.stderr and '""' not in srv.stderr, srv.stderr
