@@ -235,8 +235,7 @@ class IdentityHandler(BaseHTTPRequestHandler):
         return asked if asked in ("json", "html", "text") else answer_format(self.headers.get("Accept", ""))
 
     def send_error(self, code: int, message: str | None = None, explain: str | None = None) -> None:
-        """A request HTTP cannot take: its one log line says why (:meth:`log_request`), a request line too long
-        (414) is logged as it came, cut, and the answer has its status line (Python's is HTTP/0.9's bare body)."""
+        """A request HTTP cannot take: one log line says why (:meth:`log_request`); its answer has a status line."""
         self.refusal = (message or HTTPStatus(code).phrase).split(" (")[0].lower()
         if code == HTTPStatus.REQUEST_URI_TOO_LONG:  # what came of it: its start, and that more followed
             self.requestline, self.refusal = f"{self.raw_requestline[:100].decode('latin-1')}...", (
@@ -245,15 +244,16 @@ class IdentityHandler(BaseHTTPRequestHandler):
         super().send_error(code, message, explain)
 
     def log_request(self, code="-", size="-") -> None:
-        visit = self.server.visit_of(self.connection)
-        cn = "-"
+        visit, cn = self.server.visit_of(self.connection), "-"
         if visit.client is not None:
             cn = shown(visit.client.common_name or "-") + ("" if visit.authenticated else " (refused)")
         why = f"; {self.refusal}" if getattr(self, "refusal", None) else ""
         self.server.log(f"{peer_label(self.client_address)} {received(self.requestline)} {code} client={cn}{why}")
 
     def log_error(self, format: str, *args) -> None:
-        if not format.startswith("code %d"):  # send_error's: its request's line says it (log_request)
+        if format.startswith("Request timed out"):  # http.server's, with Python's words for a read that timed out
+            self.server.log(f"closed {peer_label(self.client_address)}: no whole request within {IDLE_TIMEOUT:g} s")
+        elif not format.startswith("code %d"):  # send_error's: its request's line says it (log_request)
             self.log_message(format, *args)
 
     def log_message(self, format: str, *args) -> None:

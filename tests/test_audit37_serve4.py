@@ -98,3 +98,19 @@ def test_a_request_http_cannot_take_gets_one_log_line_and_a_status_line(
         assert line.endswith(f" {status} client=alice; {why}"), line
     assert f'"GET /{"A" * 95}..." 414' in lines[3], lines[3]  # its start, and that more followed
     assert "code " not in srv.stderr and '""' not in srv.stderr, srv.stderr
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_client_that_sends_no_whole_request_is_cut_off_in_certkits_words(
+        ca_dir: Path, ca_env: dict, alice: Path, mode: tuple):
+    """Before: a client that finished its handshake and sent a request line but never its blank line was cut off
+    30 s later with Python's words: '127.0.0.1:N Request timed out: TimeoutError('The read operation timed out')'."""
+    with serving("--host", "127.0.0.1", *mode, env=ca_env) as srv:
+        sock = _client(ca_dir, alice, srv.port)
+        sock.sendall(b"GET / HTTP/1.1\r\n")
+        sock.settimeout(60)
+        assert sock.recv(100) == b""  # the server closed the connection
+        sock.close()
+        line = srv.wait_for_log("closed 127.0.0.1:")[0]
+    assert line.endswith(": no whole request within 30 s"), srv.stderr
+    assert "Request timed out" not in srv.stderr and "TimeoutError" not in srv.stderr, srv.stderr
