@@ -252,7 +252,7 @@ class IdentityHandler(BaseHTTPRequestHandler):
 
     def log_error(self, format: str, *args) -> None:
         if format.startswith("Request timed out"):  # http.server's, with Python's words for a read that timed out
-            self.server.log(f"closed {peer_label(self.client_address)}: no whole request within {IDLE_TIMEOUT:g} s")
+            self.server.log(f"closed {peer_label(self.client_address)}: nothing of its request for {IDLE_TIMEOUT:g} s")
         elif not format.startswith("code %d"):  # send_error's: its request's line says it (log_request)
             self.log_message(format, *args)
 
