@@ -332,6 +332,16 @@ _UNRECORDED = ("<p>The handshake accepted this certificate (the CA’s key signe
                "CRL accept it. Issue certificates with certkit, or restore the inventory that recorded it.</p>")
 
 
+def _make_it(server: ServerFacts) -> str:
+    """How to make the bundle: with this CA directory's CA, or, for another CA's clients (--client-ca), with that CA's
+    (a certificate this CA directory issues is refused here)."""
+    if server.revocation:
+        return "Make it with <code>certkit issue-client NAME --p12</code>"
+    return (f"This server takes the client certificates of <code>{_e(server.client_ca)}</code> alone "
+            "(<code>--client-ca</code>), not those of the CA in its CA directory: make it with that CA, "
+            "<code>certkit issue-client NAME --p12 --ca-dir ITS_FOLDER</code>")
+
+
 def _no_certificate_card(server: ServerFacts) -> str:
     return f"""
 <section class="card client refusedcard" id="client-card">
@@ -344,7 +354,7 @@ def _no_certificate_card(server: ServerFacts) -> str:
   <code>ssl_verify_client on</code>) ends the handshake instead, and Chromium shows
   <code>ERR_BAD_SSL_CLIENT_AUTH_CERT</code>.</p>
   <h3>How to send one: import your <code>bundle.p12</code></h3>
-  <p>Make it with <code>certkit issue-client NAME --p12</code>, or, for a certificate issued already,
+  <p>{_make_it(server)}, or, for a certificate issued already,
   <code>certkit export-p12 FOLDER</code> with the folder issue-client wrote (<code>certkit export-p12 alice</code>
   for <code>alice/</code>); it holds your certificate, its key and the CA. Then:</p>
   <ol class="howto">

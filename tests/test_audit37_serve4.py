@@ -114,3 +114,38 @@ def test_a_client_that_stops_sending_its_request_is_cut_off_in_certkits_words(
         line = srv.wait_for_log("closed 127.0.0.1:")[0]
     assert line.endswith(": nothing of its request for 30 s"), srv.stderr
     assert "Request timed out" not in srv.stderr and "TimeoutError" not in srv.stderr, srv.stderr
+
+
+def test_the_page_for_another_cas_clients_says_to_issue_with_that_ca(tmp_path: Path) -> None:
+    """Before: serve --optional --client-ca other-ca.pem showed a browser without a certificate 'Make it with certkit
+    issue-client NAME --p12', which issues from the CA directory's CA, whose certificates this server refuses. The page
+    now names the CA it takes and the command with --ca-dir ITS_FOLDER; run with that CA's folder, the bundle it
+    writes is taken (curl --cert-type P12), and the first command's bundle is not."""
+    import html
+    import re
+    import subprocess
+
+    from conftest import PASSPHRASE, certkit_env, new_ca
+
+    env = new_ca(tmp_path, "Lab CA")
+    new_ca(tmp_path / "other", "Partner CA")
+    env = certkit_env(**{**env, "HOME": str(tmp_path), "CERTKIT_P12_PASSWORD": "page p12 password"})
+    other = tmp_path / "other" / "ca"
+
+    def fetch(url: str, *args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(["curl", "-sS", "--max-time", "20", "--cacert", str(tmp_path / "ca" / "ca.pem"), *args,
+                               url], capture_output=True, text=True, timeout=30)
+
+    with serving("--host", "127.0.0.1", "--optional", "--client-ca", other / "ca.pem", env=env, cwd=tmp_path) as srv:
+        page = html.unescape(fetch(srv.url + "?format=html").stdout)
+        made = re.findall(r"<code>(certkit issue-client [^<]*)</code>", page)
+        assert made == ["certkit issue-client NAME --p12 --ca-dir ITS_FOLDER"], made
+        assert "client certificates of CN=Partner CA alone" in " ".join(re.sub("<[^>]+>", "", page).split()), page
+        for name, folder in (("bob", other), ("eve", tmp_path / "ca")):  # the page's folder, and the CA dir's
+            command = made[0].replace("NAME", name).replace("ITS_FOLDER", str(folder))
+            run_certkit(*command.split()[1:], env={**env, "CERTKIT_CA_PASSPHRASE": PASSPHRASE}, cwd=tmp_path,
+                        check=True)
+        for name, code in (("bob", "200"), ("eve", "403")):
+            got = fetch(srv.url + "?format=json", "--cert-type", "P12", "-w", "%{http_code}",
+                        "--cert", f"{tmp_path / name / 'bundle.p12'}:page p12 password")
+            assert got.stdout.endswith(code), (name, got.stdout, got.stderr)
