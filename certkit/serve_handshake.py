@@ -56,7 +56,7 @@ def _handshake_failure(exc: BaseException, peer: str, facts: "ServerFacts") -> s
     elif isinstance(exc, TimeoutError | socket.timeout):
         reason = f"no TLS handshake within {HANDSHAKE_TIMEOUT:g} s"
     elif "eof" in reason.lower() or isinstance(exc, ConnectionResetError):
-        reason = f"the client closed the connection during the handshake ({reason})"
+        reason = "the client closed the connection during the handshake"  # not OpenSSL's "unexpected eof while ..."
     return f"rejected {peer}: {reason}"
 
 

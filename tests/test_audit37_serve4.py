@@ -149,3 +149,20 @@ def test_the_page_for_another_cas_clients_says_to_issue_with_that_ca(tmp_path: P
             got = fetch(srv.url + "?format=json", "--cert-type", "P12", "-w", "%{http_code}",
                         "--cert", f"{tmp_path / name / 'bundle.p12'}:page p12 password")
             assert got.stdout.endswith(code), (name, got.stdout, got.stderr)
+
+
+@pytest.mark.parametrize("mode", MODES)
+@pytest.mark.parametrize("sent", [b"", b"\x16\x03\x01\x00"])
+def test_a_client_that_leaves_in_the_handshake_is_said_without_the_librarys_words(
+        ca_env: dict, ca_dir: Path, mode: tuple, sent: bytes):
+    """Before: 'rejected 127.0.0.1:N: the client closed the connection during the handshake (unexpected eof while
+    reading)', and with --optional '... (unexpected eof (Unexpected EOF))': OpenSSL's and pyOpenSSL's words after
+    certkit's. The line now ends with certkit's."""
+    with serving("--host", "127.0.0.1", *mode, env=ca_env) as srv:
+        sock = socket.create_connection(("127.0.0.1", srv.port), timeout=30)
+        sock.sendall(sent)
+        time.sleep(0.3)
+        sock.close()
+        line = srv.wait_for_log("rejected 127.0.0.1:")[0]
+    assert line.endswith(": the client closed the connection during the handshake"), srv.stderr
+    assert "eof" not in srv.stderr.lower(), srv.stderr
