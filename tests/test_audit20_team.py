@@ -40,6 +40,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 from pathlib import Path
@@ -123,8 +124,13 @@ def test_text_goes_to_the_inventory_as_utf8_whatever_the_database_or_libpq_says(
         listed = json.loads(run_certkit("list", "--json", env=moved, check=True).stdout)
         assert [row["subject"] for row in listed["certificates"]] == ["CN=Jürgen"], listed
         checked = run_certkit("check", "--passphrase-file", tmp_path / "pass", env=moved)
-        assert (f"WARNING database   {latin1} is encoded in LATIN1: a name outside it cannot be recorded, and its "
-                "certificate is refused") in checked.stdout, checked.stdout
+        said = re.sub(r"(WARNING|ERROR|OK) +(\S+) +", r"\1 \2 ", checked.stdout)  # the columns' width aside
+        assert (f"WARNING database {latin1} is encoded in LATIN1: a name outside it cannot be recorded, and its "
+                "certificate is refused") in said, checked.stdout
+        # The inventory was restored from the dump taken before jp2 was issued: check says so of jp2's bundle
+        # (its row is in no inventory now), since round 37 finds rows deleted or lost to an older backup.
+        assert (f"ERROR inventory-row {tmp_path / 'jp2' / 'cert.pem'} holds serial" in said
+                and "which the inventory does not record" in said), checked.stdout
 
         # inventory migrate refuses it too, before it copies anything.
         solo = {**base, "CERTKIT_CA_DIR": str(tmp_path / "solo")}
