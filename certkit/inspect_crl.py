@@ -90,7 +90,32 @@ def crl_scope(crl) -> tuple[str, int | None, list[str]]:
         elif ext.critical and oid not in _HANDLED_CRITICAL:
             unusable.append(f"it has a critical extension OpenSSL does not handle ({_ext_name(ext)}), so a peer "
                             "given it refuses every certificate of its CA (unhandled critical CRL extension)")
+    unusable += _critical_entry_extensions(crl)
     return scope, delta_of, unusable
+
+
+def _critical_entry_extensions(crl) -> list[str]:
+    """Why OpenSSL refuses the whole CRL for its entries: an entry extension marked critical that is not a
+    certificateIssuer (2.5.29.29), the one OpenSSL handles so (x_crl.c: any other, even a critical reasonCode,
+    makes it refuse every certificate of the CA, not only the entry's)."""
+    found: dict[str, list[str]] = {}
+    for entry in crl:
+        try:
+            extensions = list(entry.extensions)
+        except ValueError:  # damaged: the entry's reason says so where it is read
+            continue
+        for ext in extensions:
+            if ext.critical and ext.oid.dotted_string != "2.5.29.29":
+                found.setdefault(_ext_name(ext), []).append(serial_hex(entry.serial_number))
+    said = []
+    for name, serials in found.items():
+        many = len(serials) > 1
+        said.append(f"the entr{'ies' if many else 'y'} of {', '.join(serials[:3])}"
+                    f"{f' and {len(serials) - 3} more' if len(serials) > 3 else ''} {'have' if many else 'has'} a "
+                    f"critical extension OpenSSL does not handle ({name}), so a peer given it refuses every "
+                    f"certificate of its CA, not only {'those' if many else 'that one'} (unhandled critical CRL "
+                    "extension)")
+    return said
 
 
 def _extensions(crl, unusable: list[str]) -> list:

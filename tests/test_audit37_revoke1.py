@@ -1,0 +1,107 @@
+"""Round thirty-seven, area revoke1: revocation and CRLs, checked against real peers (openssl verify -crl_check,
+openssl crl -text) on what certkit writes and reads back.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import subprocess
+
+import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.x509.oid import NameOID
+
+from conftest import certkit_env, run_certkit
+
+NOW = dt.datetime.now(dt.UTC)
+
+
+def _name(cn: str) -> x509.Name:
+    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
+
+
+def _pem(obj) -> bytes:
+    return obj.public_bytes(serialization.Encoding.PEM)
+
+
+@pytest.fixture(scope="module")
+def crl_ca(tmp_path_factory) -> tuple:
+    """A CA ("Entry CA") and a leaf it signed, as PEM files in a folder, and the CA's key."""
+    where = tmp_path_factory.mktemp("entries")
+    key = ec.generate_private_key(ec.SECP256R1())
+    ca = (x509.CertificateBuilder().subject_name(_name("Entry CA")).issuer_name(_name("Entry CA"))
+          .public_key(key.public_key()).serial_number(1).not_valid_before(NOW - dt.timedelta(days=1))
+          .not_valid_after(NOW + dt.timedelta(days=100))
+          .add_extension(x509.BasicConstraints(True, None), True)
+          .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), True)
+          .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
+          .sign(key, hashes.SHA256()))
+    leaf_key = ec.generate_private_key(ec.SECP256R1())
+    leaf = (x509.CertificateBuilder().subject_name(_name("leaf.test")).issuer_name(ca.subject)
+            .public_key(leaf_key.public_key()).serial_number(0x1000).not_valid_before(NOW - dt.timedelta(days=1))
+            .not_valid_after(NOW + dt.timedelta(days=30))
+            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), False)
+            .sign(key, hashes.SHA256()))
+    (where / "leaf.pem").write_bytes(_pem(leaf))
+    return where, ca, key
+
+
+def _crl_with_entries(ca, key, entries: list) -> bytes:
+    """A CRL of ``ca`` listing serials 0x99, 0x9A... (not the leaf's), entry i with the extensions entries[i]."""
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(ca.subject)
+               .last_update(NOW - dt.timedelta(minutes=5)).next_update(NOW + dt.timedelta(days=1))
+               .add_extension(x509.CRLNumber(7), False)
+               .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), False))
+    for i, extensions in enumerate(entries):
+        entry = x509.RevokedCertificateBuilder().serial_number(0x99 + i).revocation_date(NOW - dt.timedelta(days=1))
+        for value, critical in extensions:
+            entry = entry.add_extension(value, critical)
+        builder = builder.add_revoked_certificate(entry.build())
+    return _pem(builder.sign(key, hashes.SHA256()))
+
+
+_PRIVATE = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.2.3.4.5"), b"\x05\x00")
+_REASON = x509.CRLReason(x509.ReasonFlags.key_compromise)
+_SINCE = x509.InvalidityDate(NOW - dt.timedelta(days=3))
+ENTRY_CASES = {
+    # entries' extensions; what inspect names (None: usable, as openssl verify finds it)
+    "private-critical": ([[(_PRIVATE, True)]], "the entry of 99 has a critical extension OpenSSL does not handle "
+                                               "(1.2.3.4.5)"),
+    "reason-critical": ([[], [(_REASON, True)]], "the entry of 9A has a critical extension OpenSSL does not "
+                                                 "handle (cRLReason, 2.5.29.21)"),
+    "two-entries-critical": ([[(_SINCE, True)], [(_REASON, False), (_SINCE, True)]],
+                             "the entries of 99, 9A have a critical extension OpenSSL does not handle "
+                             "(invalidityDate, 2.5.29.24)"),
+    "none-critical": ([[(_PRIVATE, False)], [(_REASON, False), (_SINCE, False)]], None),
+}
+
+
+@pytest.mark.parametrize("case", list(ENTRY_CASES))
+def test_a_crl_entry_with_a_critical_extension_is_said_to_make_the_crl_unusable(crl_ca, case: str) -> None:
+    """A CRL entry extension marked critical (a private one, even a reasonCode or invalidityDate) makes OpenSSL
+    refuse every certificate of the CA, the leaf it does not list too: openssl verify -crl_check says 'unhandled
+    critical CRL extension' (x_crl.c: only certificateIssuer may be critical in an entry). inspect said nothing,
+    and --json's unusable was empty: a CRL that locks everyone out looked current and usable."""
+    where, ca, key = crl_ca
+    entries, inspect_says = ENTRY_CASES[case]
+    both = where / f"{case}.pem"  # the CA and its CRL in one file, as -CAfile (and nginx's ssl_crl beside it) take
+    both.write_bytes(_pem(ca) + _crl_with_entries(ca, key, entries))
+    peer = subprocess.run(["openssl", "verify", "-crl_check", "-CAfile", both, where / "leaf.pem"],
+                          capture_output=True, text=True)
+    env = certkit_env(HOME=str(where))
+    text = run_certkit("inspect", both, env=env, check=True).stdout
+    [item] = [i for i in json.loads(run_certkit("inspect", both, "--json", env=env, check=True).stdout)["items"]
+              if i["type"] == "crl"]
+    assert item["signature"].startswith("valid"), item
+    if inspect_says is None:
+        assert peer.returncode == 0, peer.stdout + peer.stderr
+        assert item["unusable"] == [] and "NOT USABLE" not in text, text
+        return
+    assert peer.returncode != 0 and "unhandled critical CRL extension" in peer.stdout + peer.stderr, peer.stdout
+    assert len(item["unusable"]) == 1 and item["unusable"][0].startswith(inspect_says), item["unusable"]
+    assert "refuses every certificate of its CA, not only th" in item["unusable"][0], item["unusable"]
+    assert "{" not in item["unusable"][0], item["unusable"]
+    assert f"  NOT USABLE    {inspect_says}" in text, text
