@@ -25,12 +25,15 @@ def describe_crl(crl, *, now: dt.datetime | None = None, beside=()) -> dict:
     entries = []
     for entry in crl:
         try:
-            reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.name
+            reason = entry.extensions.get_extension_for_class(x509.CRLReason).value.reason.value
         except x509.ExtensionNotFound:
-            reason = "unspecified"
-        reason = _camel(reason)  # revocation_reason as list, revoke and verify name it; reason, as it always was
+            reason = "unspecified"  # RFC 5280's spelling (removeFromCRL), as list, revoke and verify name it
+        try:
+            since = iso(entry.extensions.get_extension_for_class(x509.InvalidityDate).value.invalidity_date_utc)
+        except x509.ExtensionNotFound:
+            since = None
         entries.append({"serial": serial_hex(entry.serial_number), "revoked_at": iso(entry.revocation_date_utc),
-                        "revocation_reason": reason, "reason": reason})
+                        "revocation_reason": reason, "reason": reason, "invalidity_date": since})
     next_update = crl.next_update_utc
     status = ("not yet valid: its thisUpdate is " + _ahead(crl.last_update_utc - now) + " from now, and until then "
               "peers that check CRLs refuse every certificate of its CA (OpenSSL: CRL is not yet valid)"
@@ -78,7 +81,7 @@ def crl_scope(crl) -> tuple[str, int | None, list[str]]:
                 unusable.append("it covers attribute certificates only, no TLS certificate: a peer checking one "
                                 "with it refuses it (OpenSSL: different CRL scope)")
             if idp.only_some_reasons:
-                reasons = ", ".join(sorted(_camel(r.name) for r in idp.only_some_reasons))
+                reasons = ", ".join(sorted(r.value for r in idp.only_some_reasons))
                 scope += f"; revocations for these reasons only: {reasons}"
                 unusable.append(f"it lists revocations for some reasons only ({reasons}): OpenSSL needs CRLs "
                                 f"covering every reason, so {_REFUSES} (unable to get certificate CRL)")
@@ -158,13 +161,6 @@ def _ahead(delta: dt.timedelta) -> str:
     return f"{hours} hours" if hours < 48 else f"{hours // 24} days"
 
 
-def _camel(name: str) -> str:
-    """cryptography's ReasonFlags name (key_compromise) as RFC 5280 and certkit revoke spell it."""
-    special = {"ca_compromise": "cACompromise", "aa_compromise": "aACompromise"}
-    head, *rest = name.split("_")
-    return special.get(name) or head + "".join(part.capitalize() for part in rest)
-
-
 def render_crl(item: dict, file: str) -> list[str]:
     lines = [f"Certificate revocation list ({file})",
              f"  issuer        {item['issuer'] or '(empty)'}",
@@ -181,7 +177,8 @@ def render_crl(item: dict, file: str) -> list[str]:
     lines += [f"  NOT USABLE    {why}" for why in item.get("unusable", [])]
     lines.append(f"  revoked       {len(item['revoked'])} certificate{'s' if len(item['revoked']) != 1 else ''}")
     for entry in item["revoked"][:SHOWN_ENTRIES]:
-        lines.append(f"    {entry['serial']}  {moment_text(entry['revoked_at'])}  ({entry['reason']})")
+        since = f"; invalid since {moment_text(entry['invalidity_date'])}" if entry.get("invalidity_date") else ""
+        lines.append(f"    {entry['serial']}  {moment_text(entry['revoked_at'])}  ({entry['reason']}{since})")
     if len(item["revoked"]) > SHOWN_ENTRIES:
         lines.append(f"    ... and {len(item['revoked']) - SHOWN_ENTRIES} more (--json lists them all)")
     return lines

@@ -105,3 +105,44 @@ def test_a_crl_entry_with_a_critical_extension_is_said_to_make_the_crl_unusable(
     assert "refuses every certificate of its CA, not only th" in item["unusable"][0], item["unusable"]
     assert "{" not in item["unusable"][0], item["unusable"]
     assert f"  NOT USABLE    {inspect_says}" in text, text
+
+
+def test_inspect_says_a_crl_entrys_invalidity_date_and_reason_as_openssl_crl_does(crl_ca) -> None:
+    """openssl crl -text shows an entry's invalidityDate (when the key was compromised, which RFC 5280 5.3.2 lets
+    be earlier than the revocation date) and reads reason 8 as 'Remove From CRL'. inspect showed no invalidity
+    date at all, in the text or --json, and spelled reason 8 'removeFromCrl', RFC 5280's name being
+    removeFromCRL (the reasons an issuingDistributionPoint is limited to are named as RFC 5280 names them too)."""
+    where, ca, key = crl_ca
+    since = (NOW - dt.timedelta(days=3)).replace(microsecond=0)
+    crl = where / "dated.pem"
+    crl.write_bytes(_crl_with_entries(ca, key, [
+        [(x509.CRLReason(x509.ReasonFlags.key_compromise), False), (x509.InvalidityDate(since), False)],
+        [(x509.CRLReason(x509.ReasonFlags.remove_from_crl), False)],
+        [],
+    ]))
+    told = subprocess.run(["openssl", "crl", "-in", crl, "-noout", "-text"], capture_output=True, text=True,
+                          check=True).stdout
+    assert "Invalidity Date" in told and since.strftime("%b %e %H:%M:%S %Y GMT") in told, told
+    assert "Remove From CRL" in told, told
+    env = certkit_env(HOME=str(where))
+    text = run_certkit("inspect", crl, env=env, check=True).stdout
+    [item] = json.loads(run_certkit("inspect", crl, "--json", env=env, check=True).stdout)["items"]
+    stamp = since.strftime("%Y-%m-%dT%H:%M:%SZ")
+    assert [(e["serial"], e["revocation_reason"], e["reason"], e["invalidity_date"]) for e in item["revoked"]] == [
+        ("99", "keyCompromise", "keyCompromise", stamp), ("9A", "removeFromCRL", "removeFromCRL", None),
+        ("9B", "unspecified", "unspecified", None)], item["revoked"]
+    assert f"(keyCompromise; invalid since {since.strftime('%Y-%m-%d %H:%M:%S')} UTC)" in text, text
+    assert "(removeFromCRL)" in text and "(unspecified)" in text and "removeFromCrl" not in text, text
+
+    scoped = where / "scoped.pem"  # an issuingDistributionPoint for some reasons only, removeFromCRL not among them
+    builder = (x509.CertificateRevocationListBuilder().issuer_name(ca.subject)
+               .last_update(NOW - dt.timedelta(minutes=5)).next_update(NOW + dt.timedelta(days=1))
+               .add_extension(x509.CRLNumber(8), False)
+               .add_extension(x509.IssuingDistributionPoint(
+                   full_name=None, relative_name=None, only_contains_user_certs=False,
+                   only_contains_ca_certs=False, indirect_crl=False, only_contains_attribute_certs=False,
+                   only_some_reasons=frozenset({x509.ReasonFlags.ca_compromise, x509.ReasonFlags.aa_compromise})),
+                   True))
+    scoped.write_bytes(_pem(builder.sign(key, hashes.SHA256())))
+    [item] = json.loads(run_certkit("inspect", scoped, "--json", env=env, check=True).stdout)["items"]
+    assert item["scope"].endswith("revocations for these reasons only: aACompromise, cACompromise"), item["scope"]
