@@ -198,17 +198,18 @@ def inspect_path(path: str | Path, *, now: dt.datetime | None = None) -> dict:
     if now is not None:
         aware(now, "now")
     material = load_material(path, crls=True)
-    items = []
+    items, what = [], "certificate or CSR"
     try:
         for cert, name in material.certificates:
             items.append({"file": name, **describe_certificate(cert, now=now)})
         for csr, name in material.csrs:
             items.append({"file": name, **describe_csr(csr)})
+        what = "CRL"  # a CRL entry's reasonCode that is no ENUMERATED is the CRL's damage, not a certificate's
         for crl, name in material.crls:  # its signature checked with the certificates beside it
             items.append({"file": name, **describe_crl(crl, now=now, beside=material.certificates)})
     except parse_errors() as exc:  # cryptography parses names, keys and extensions lazily
         read = [obj for obj, _ in material.certificates + material.csrs]  # a name OpenSSL reads: said, not damage
-        raise UnreadableFile(f"{path} holds {damage_said(exc, 'certificate or CSR', read)}.") from None
+        raise UnreadableFile(f"{path} holds {damage_said(exc, what, read if what != 'CRL' else ())}.") from None
     keys = []
     publics = [(_public_der(c), c) for c, _ in material.certificates]
     publics += [(_public_der(r), r) for r, _ in material.csrs]

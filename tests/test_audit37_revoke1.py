@@ -146,3 +146,22 @@ def test_inspect_says_a_crl_entrys_invalidity_date_and_reason_as_openssl_crl_doe
     scoped.write_bytes(_pem(builder.sign(key, hashes.SHA256())))
     [item] = json.loads(run_certkit("inspect", scoped, "--json", env=env, check=True).stdout)["items"]
     assert item["scope"].endswith("revocations for these reasons only: aACompromise, cACompromise"), item["scope"]
+
+
+@pytest.mark.parametrize("with_ca", [False, True])
+def test_a_crl_whose_entry_reason_is_damaged_is_said_to_be_a_damaged_crl(crl_ca, with_ca: bool) -> None:
+    """A CRL entry whose reasonCode is no ENUMERATED (an empty SEQUENCE: openssl crl -text prints its reason as
+    '0.', openssl verify -crl_check uses the CRL) was 'X holds a damaged certificate or CSR: ...', of a file that
+    holds a CRL (and, beside it, a certificate that is whole). It is now said to be a damaged CRL, in one line."""
+    where, ca, key = crl_ca
+    bad = x509.UnrecognizedExtension(x509.oid.CRLEntryExtensionOID.CRL_REASON, b"\x30\x00")
+    crl = where / f"bad-reason-{with_ca}.pem"
+    crl.write_bytes((_pem(ca) if with_ca else b"") + _crl_with_entries(ca, key, [[(bad, False)]]))
+    told = subprocess.run(["openssl", "crl", "-in", crl, "-noout", "-text"], capture_output=True, text=True)
+    assert told.returncode == 0 and "Serial Number: 99" in told.stdout, told.stdout + told.stderr
+    env = certkit_env(HOME=str(where))
+    for args in (("inspect", crl), ("inspect", crl, "--json")):
+        proc = run_certkit(*args, env=env)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+        said = proc.stderr if "--json" not in args else json.loads(proc.stdout)["error"]
+        assert f"{crl} holds a damaged CRL: " in said and "certificate or CSR" not in said, said
