@@ -306,7 +306,7 @@ class CA:
     def revoke(self, serial: str | int, reason: str = "unspecified", *, when: dt.datetime | None = None) -> dict:
         """Record ``serial`` as revoked for ``reason`` (see :data:`certkit.constants.REVOCATION_REASONS`).
 
-        ``serial`` is read as ``certkit revoke`` reads it (hex in either case, colon-separated octets as
+        ``serial`` is read as ``certkit revoke`` reads it (hex in either case, colon- or space-separated octets as
         openssl prints them, a 0x prefix, a unique prefix of 8 or more hex digits) or is the int
         ``cert.serial_number``. ``when`` is a time between the certificate's notBefore and now."""
         from certkit.revocation import check_can_revoke, parse_reason, revocation_time

@@ -71,22 +71,23 @@ def serial_hex(serial: int) -> str:
 def normalize_serial(text: str) -> str | None:
     """``text`` as :func:`serial_hex` writes it, or None if it is not hex.
 
-    Accepts what people copy: ``serial=0A1B...``, colon-separated octets, a
-    ``0x`` prefix, lower case, missing or extra leading zeros.
+    Accepts what people copy: ``serial=0A1B...``, colon-separated octets, octets
+    separated by spaces (as Windows' certificate dialog and macOS Keychain show a
+    serial), a ``0x`` prefix, lower case, missing or extra leading zeros.
     """
     text = serial_digits(text)
     return serial_hex(int(text, 16)) if text is not None else None
 
 
 def serial_digits(text: str) -> str | None:
-    """The hex digits of ``text`` as typed (upper case, without ``serial=``, ``0x`` or colons): a
+    """The hex digits of ``text`` as typed (upper case, without ``serial=``, ``0x``, colons or spaces): a
     prefix of a serial as ``certkit list`` shows it, which :func:`normalize_serial` would pad to
     whole octets; None if it is not hex."""
     text = text.strip()
     for prefix in ("serial=", "0x", "0X"):
         if text.startswith(prefix):
             text = text[len(prefix):]
-    text = text.replace(":", "")
+    text = "".join(text.replace(":", " ").split())  # 5b:c8:46, or 5b c8 46 as Windows and Keychain show it
     if not text or len(text) > 80 or any(ch not in "0123456789abcdefABCDEF" for ch in text):
         return None
     return text.upper()

@@ -165,3 +165,40 @@ def test_a_crl_whose_entry_reason_is_damaged_is_said_to_be_a_damaged_crl(crl_ca,
         assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
         said = proc.stderr if "--json" not in args else json.loads(proc.stdout)["error"]
         assert f"{crl} holds a damaged CRL: " in said and "certificate or CSR" not in said, said
+
+
+def _spaced(serial: str, lower: bool = True) -> str:
+    """A serial as Windows' certificate dialog shows it (octets separated by spaces, lower case)."""
+    text = " ".join(serial[i:i + 2] for i in range(0, len(serial), 2))
+    return text.lower() if lower else text
+
+
+def test_a_serial_in_octets_separated_by_spaces_is_taken_as_openssls_colons_are(ca_dir, ca_env, tmp_path) -> None:
+    """A serial copied from Windows' certificate dialog or macOS Keychain ('5b c8 46 6b ...') was 'No certificate
+    of this CA matches' for revoke (whole or a prefix of 8+ digits), renew and the library's revoke and
+    inventory.get, though its colon-separated form ('5b:c8:46:...') is taken. Spaces now separate octets as colons
+    do; the CRL then lists each certificate so revoked, as openssl crl reads it."""
+    from certkit.store import CADirectory
+    from certkit.vocabulary import serial_hex
+
+    serials = {}
+    for name in ("whole.test", "prefix.test", "renewed.test", "library.test"):
+        run_certkit("issue-server", name, "--out", tmp_path / name, env=ca_env, check=True)
+        cert = x509.load_pem_x509_certificate((tmp_path / name / "cert.pem").read_bytes())
+        serials[name] = serial_hex(cert.serial_number)
+    run_certkit("revoke", _spaced(serials["whole.test"]), "--reason", "superseded", env=ca_env, check=True)
+    run_certkit("revoke", _spaced(serials["prefix.test"][:10], lower=False), env=ca_env, check=True)
+    renewed = run_certkit("renew", "  " + _spaced(serials["renewed.test"]) + " ", "--json", env=ca_env, check=True)
+    assert json.loads(renewed.stdout)["renewed_from"] == serials["renewed.test"], renewed.stdout
+    ca = CADirectory(ca_dir).open()
+    assert ca.inventory.get(_spaced(serials["library.test"]))["subject"] == "CN=library.test"
+    assert ca.revoke(_spaced(serials["library.test"]), "keyCompromise")["serial"] == serials["library.test"]
+    crl = tmp_path / "crl.pem"
+    run_certkit("crl", "--out", crl, env=ca_env, check=True)
+    told = subprocess.run(["openssl", "crl", "-in", crl, "-noout", "-text"], capture_output=True, text=True,
+                          check=True).stdout
+    for name in ("whole.test", "prefix.test", "library.test"):
+        assert f"Serial Number: {serials[name]}" in told, (name, told)
+    assert serials["renewed.test"] not in told, told
+    refused = run_certkit("revoke", "5b c8 zz", env=ca_env)  # not hex: refused as before, in one line
+    assert refused.returncode != 0 and "Traceback" not in refused.stderr, refused.stderr
