@@ -202,3 +202,27 @@ def test_a_serial_in_octets_separated_by_spaces_is_taken_as_openssls_colons_are(
     assert serials["renewed.test"] not in told, told
     refused = run_certkit("revoke", "5b c8 zz", env=ca_env)  # not hex: refused as before, in one line
     assert refused.returncode != 0 and "Traceback" not in refused.stderr, refused.stderr
+
+
+def test_a_serial_given_in_decimal_is_refused_with_its_hex(ca_dir, ca_env, tmp_path) -> None:
+    """A serial in decimal, as Python's cert.serial_number (and Go's, Java's getSerialNumber()) print it, was 'No
+    certificate of this CA matches ...; certkit list shows them', with nothing of why: its digits are hex digits
+    too. revoke and renew still refuse it (nothing revoked, nothing renewed), and now say the serial it is in hex,
+    which they then take."""
+    from certkit.vocabulary import serial_hex
+
+    run_certkit("issue-server", "dec.test", "--out", tmp_path / "dec", env=ca_env, check=True)
+    cert = x509.load_pem_x509_certificate((tmp_path / "dec" / "cert.pem").read_bytes())
+    decimal = str(cert.serial_number)
+    hexed = serial_hex(cert.serial_number)
+    for args in (("revoke", decimal), ("revoke", decimal, "--reason", "keyCompromise"), ("renew", decimal)):
+        proc = run_certkit(*args, env=ca_env)
+        assert proc.returncode == 1 and "Traceback" not in proc.stderr and len(proc.stderr.splitlines()) == 1, \
+            proc.stderr
+        assert f"Read as a decimal number it is serial {hexed} (CN=dec.test), but certkit reads serials in hex" \
+               in proc.stderr and proc.stderr.rstrip().endswith(f"give {hexed}."), proc.stderr
+    listed = json.loads(run_certkit("list", "--json", env=ca_env, check=True).stdout)["certificates"]
+    assert [(c["serial"], c["status"]) for c in listed] == [(hexed, "valid")], listed  # nothing changed
+    other = run_certkit("revoke", "12345678901", env=ca_env)  # decimal of no serial here: said as before
+    assert other.returncode == 1 and "decimal" not in other.stderr, other.stderr
+    run_certkit("revoke", hexed, env=ca_env, check=True)
