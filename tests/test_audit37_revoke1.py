@@ -7,6 +7,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import subprocess
+import sys
 
 import pytest
 from cryptography import x509
@@ -14,7 +15,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from conftest import certkit_env, run_certkit
+from conftest import certkit_env, openssl, run_certkit
 
 NOW = dt.datetime.now(dt.UTC)
 
@@ -226,3 +227,30 @@ def test_a_serial_given_in_decimal_is_refused_with_its_hex(ca_dir, ca_env, tmp_p
     other = run_certkit("revoke", "12345678901", env=ca_env)  # decimal of no serial here: said as before
     assert other.returncode == 1 and "decimal" not in other.stderr, other.stderr
     run_certkit("revoke", hexed, env=ca_env, check=True)
+
+
+@pytest.mark.parametrize(("der", "name"), [(False, "crl.der"), (True, "crl.pem"), (True, "CRL.PEM")])
+@pytest.mark.parametrize("to", ["--out", "stdout"])
+def test_a_crl_is_not_written_under_a_name_of_the_other_encoding(ca_dir, ca_env, tmp_path, der, name, to) -> None:
+    """crl --out crl.der (no --der) wrote a PEM CRL there, which openssl crl -inform DER refuses, and crl --der
+    --out crl.pem a DER one, which nginx's ssl_crl (PEM_read_bio_X509_CRL) refuses: every client locked out at
+    the next reload. Both are refused, --out or '> FILE', before a passphrase is asked or a number taken, as a
+    compressed name is; the right pair is written, and openssl reads it."""
+    target = tmp_path / name
+    flags = ["--der"] if der else []
+    if to == "--out":
+        proc = run_certkit("crl", *flags, "--out", target, env=ca_env)
+    else:
+        with open(target, "wb") as out:
+            proc = subprocess.run([sys.executable, "-m", "certkit", "crl", *flags], stdout=out, stderr=subprocess.PIPE,
+                                  text=True, env=ca_env, cwd=tmp_path)
+    stderr = proc.stderr
+    assert proc.returncode == 1 and "Traceback" not in stderr and len(stderr.splitlines()) == 1, stderr
+    wanted = ("is named as a PEM file, but --der writes a DER CRL" if der else
+              "is named as a DER file, but without --der certkit writes a PEM CRL")
+    assert wanted in stderr, stderr
+    assert not target.exists() or target.stat().st_size == 0  # '> FILE': the shell made it, nothing written
+    right = tmp_path / ("right.der" if der else "right.pem")
+    run_certkit("crl", *flags, "--out", right, env=ca_env, check=True)
+    read = openssl("crl", "-in", str(right), "-inform", "DER" if der else "PEM", "-noout", "-crlnumber")
+    assert read.returncode == 0 and "crlNumber=0x01" in read.stdout.decode(), read  # the refusal took no number

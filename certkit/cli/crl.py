@@ -3,7 +3,9 @@ a newer one, nor over a file certkit recorded) or to standard output. (``revoke`
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import sys
 from functools import partial
 from pathlib import Path
@@ -42,14 +44,37 @@ def _check_crl_to_stdout(der: bool, force: bool, as_json: bool) -> None:
                                if as_json else "A DER CRL is binary: give --out FILE or redirect stdout.")
 
 
-def _refuse_compressed_crl(out: Path | None, der: bool, as_json: bool) -> None:
-    """A CRL is written uncompressed: refuse an --out (or ``> FILE``) named as a compressed file, as the
-    jsonl, k8s and tar outputs do (not standard output that takes a JSON report)."""
+def _check_crl_output(out: Path | None, der: bool, force: bool, as_json: bool) -> None:
+    """What standard output cannot take (:func:`_check_crl_to_stdout`); and, a CRL being written uncompressed,
+    an --out (or ``> FILE``) named as a compressed file is refused, as the jsonl, k8s and tar outputs do (not
+    standard output that takes a JSON report), and so is ``> FILE`` named as the other encoding."""
+    if out is None:
+        _check_crl_to_stdout(der, force, as_json)
     if out is not None or not as_json:
         from certkit.cli.common import out_as_typed
         from certkit.formats.recorded import refuse_compressed_name
 
         refuse_compressed_name(out, out_as_typed() or "", sys.stdout, "crl-der" if der else "crl")
+    if out is None and not as_json:  # standard output redirected to a file (> crl.der): its name, as the kernel has it
+        with contextlib.suppress(OSError, ValueError, AttributeError):
+            _refuse_other_encoding(os.readlink(f"/proc/self/fd/{sys.stdout.fileno()}"), der)
+
+
+def _refuse_other_encoding(name: str, der: bool) -> None:
+    """Refuse a CRL file named as the other encoding: a PEM one as ``.der`` (openssl crl -inform DER, and readers
+    that go by the name, refuse it), a DER one as ``.pem`` (nginx's ssl_crl, HAProxy's crl-file refuse it)."""
+    from certkit.formats.encoding import FormatRefused
+    from certkit.text import shown
+
+    suffix = os.path.splitext(name)[1].lower()
+    if suffix == ".pem" and der:
+        raise FormatRefused(f"{shown(name)} is named as a PEM file, but --der writes a DER CRL (binary), which readers "
+                            f"of PEM (nginx's ssl_crl, HAProxy's crl-file) refuse; name it {shown(name[:-4])}.der, or "
+                            "leave out --der.")
+    if suffix == ".der" and not der:
+        raise FormatRefused(f"{shown(name)} is named as a DER file, but without --der certkit writes a PEM CRL, which "
+                            f"readers of DER (openssl crl -inform DER) refuse; add --der, or name it "
+                            f"{shown(name[:-4])}.pem.")
 
 
 @click.command("crl")
@@ -90,9 +115,7 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
     from certkit.revocation import check_can_sign_crl, sign_crl
 
     out = file_out(out, "a CRL is one file", "crl.der" if der else "crl.pem")
-    if out is None:
-        _check_crl_to_stdout(der, force, as_json)
-    _refuse_compressed_crl(out, der, as_json)
+    _check_crl_output(out, der, force, as_json)
     from certkit.store import CADirectory
 
     ca = CADirectory(ca_dir).open()
@@ -106,6 +129,7 @@ def crl(out, der, days, force, ca_dir, passphrase_file, as_json):
             refuse_a_recorded_file(out, ca.inventory)
             raise
         refuse_a_recorded_file(out, ca.inventory)  # a jsonl output's keys, a bundle's privkey.pem
+        _refuse_other_encoding(str(out), der)  # after those: what is there is said first
     signed: list[tuple[int, bytes]] = []  # the CRL, once signed: what a stop signal looks for at --out
     if out is not None:
         on_stop(partial(_stopped_crl, out, signed))
