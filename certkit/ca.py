@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING
 from certkit import ca_signing
 from certkit import constraints as _constraints
 from certkit import names as _names
-from certkit.ca_checks import check_parts, check_still_home, resolve_serial
+from certkit.ca_checks import check_parts, check_still_home, decimal_hint, resolve_serial
 from certkit.ca_names import default_ca_name
 from certkit.errors import CertkitError, UnknownCertificate
 from certkit.issued import IssuedCert, certificate_pem
@@ -319,6 +319,8 @@ class CA:
         try:
             cert = inventory.certificate(serial)
         except UnknownCertificate:
+            if isinstance(typed, str) and (hint := decimal_hint(inventory, typed)):  # Python's serial_number, as str
+                raise UnknownCertificate(f"No certificate with serial {serial} was issued by this CA. {hint}") from None
             cert = None  # inventory.revoke says so, in its words
         if cert is not None:
             check_can_revoke(self.cert, serial, cert, inventory.location)

@@ -307,3 +307,19 @@ def _check_not_moved(ca, store, done: str) -> None:
         raise CABroken(f"The inventory of {shown(store.path)} was moved to {shown_url(url)} (certkit inventory "
                        f"migrate) after this CA was loaded, and its old file {shown(ca.inventory.location)} is only "
                        f"a backup of that day; {done}. Load the CA again (CADirectory(path).open()).")
+
+
+def decimal_hint(inventory: "Inventory", ref: str) -> str | None:
+    """What ``ref`` is when it is a serial in decimal (Python's and Go's cert.serial_number, Java's
+    getSerialNumber(), openssl x509 -text for a short one) of a certificate of this CA, read as hex: its hex."""
+    from certkit.vocabulary import serial_hex
+
+    digits = ref.strip()
+    if not digits.isascii() or not digits.isdigit() or len(digits) > 60 or (serial := int(digits)) < 1:
+        return None
+    row = inventory.get(serial_hex(serial))
+    if row is None:
+        return None
+    return (f"Read as a decimal number it is serial {row['serial']} ({shown(row['subject']) or 'an empty subject'}), "
+            f"but certkit reads serials in hex, as 'certkit list' and 'openssl x509 -serial' show them: give "
+            f"{row['serial']}.")

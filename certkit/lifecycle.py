@@ -14,6 +14,7 @@ from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from certkit.ca_checks import decimal_hint
 from certkit.constants import CERT_FILE, MAX_CERT_FILE_BYTES
 from certkit.crl_file import check_crl_target, crl_bytes, write_crl  # noqa: F401 (certkit crl imports them here)
 from certkit.errors import CertkitError, UnknownCertificate, UnreadableFile
@@ -149,23 +150,9 @@ def find_certificate(inventory: "Inventory", ref: str, *, allow_names: bool = Tr
         raise UnknownCertificate(f"'{shown(ref)}' is too short a serial prefix: give at least {MIN_SERIAL_PREFIX} "
                                  "hex digits ('certkit list' shows them), so that a typo cannot pick another "
                                  "certificate.")
-    hint = (_host_form_hint(inventory, ref) if allow_names else None) or _decimal_hint(inventory, ref)
+    hint = (_host_form_hint(inventory, ref) if allow_names else None) or decimal_hint(inventory, ref)
     raise UnknownCertificate(f"No certificate of this CA matches '{_show(ref)}' (looked for {what})"
                              + (f". {hint}" if hint else "; 'certkit list' shows them."))
-
-
-def _decimal_hint(inventory: "Inventory", ref: str) -> str | None:
-    """What ``ref`` is when it is a serial in decimal (Python's and Go's cert.serial_number, Java's
-    getSerialNumber(), openssl x509 -text for a short one) of a certificate of this CA, read as hex: its hex."""
-    digits = ref.strip()
-    if not digits.isascii() or not digits.isdigit() or len(digits) > 60 or (serial := int(digits)) < 1:
-        return None
-    row = inventory.get(serial_hex(serial))
-    if row is None:
-        return None
-    return (f"Read as a decimal number it is serial {row['serial']} ({shown(row['subject']) or 'an empty subject'}), "
-            f"but certkit reads serials in hex, as 'certkit list' and 'openssl x509 -serial' show them: give "
-            f"{row['serial']}.")
 
 
 def _host_form_hint(inventory: "Inventory", ref: str) -> str | None:

@@ -226,7 +226,17 @@ def test_a_serial_given_in_decimal_is_refused_with_its_hex(ca_dir, ca_env, tmp_p
     assert [(c["serial"], c["status"]) for c in listed] == [(hexed, "valid")], listed  # nothing changed
     other = run_certkit("revoke", "12345678901", env=ca_env)  # decimal of no serial here: said as before
     assert other.returncode == 1 and "decimal" not in other.stderr, other.stderr
-    run_certkit("revoke", hexed, env=ca_env, check=True)
+    from certkit.errors import UnknownCertificate
+    from certkit.store import CADirectory
+
+    ca = CADirectory(ca_dir).open()  # the library's revoke, given str(cert.serial_number)
+    with pytest.raises(UnknownCertificate, match=f"Read as a decimal number it is serial {hexed} "):
+        ca.revoke(decimal, "keyCompromise")
+    assert ca.inventory.get(hexed)["status"] == "valid"
+    assert ca.revoke(cert.serial_number)["serial"] == hexed  # the int, as the page says
+    crl = tmp_path / "crl.pem"
+    run_certkit("crl", "--out", crl, env=ca_env, check=True)
+    assert f"Serial Number: {hexed}" in openssl("crl", "-in", crl, "-noout", "-text").stdout.decode()
 
 
 @pytest.mark.parametrize(("der", "name"), [(False, "crl.der"), (True, "crl.pem"), (True, "CRL.PEM")])
