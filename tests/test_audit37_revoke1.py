@@ -11,43 +11,12 @@ import sys
 
 import pytest
 from cryptography import x509
-from cryptography.hazmat.primitives import hashes, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.x509.oid import NameOID
+from cryptography.hazmat.primitives import hashes
+from test_audit22_show import _pem, crl_ca  # noqa: F401 (crl_ca: a CA, its leaf and key, the module's fixture)
 
 from conftest import certkit_env, openssl, run_certkit
 
 NOW = dt.datetime.now(dt.UTC)
-
-
-def _name(cn: str) -> x509.Name:
-    return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, cn)])
-
-
-def _pem(obj) -> bytes:
-    return obj.public_bytes(serialization.Encoding.PEM)
-
-
-@pytest.fixture(scope="module")
-def crl_ca(tmp_path_factory) -> tuple:
-    """A CA ("Entry CA") and a leaf it signed, as PEM files in a folder, and the CA's key."""
-    where = tmp_path_factory.mktemp("entries")
-    key = ec.generate_private_key(ec.SECP256R1())
-    ca = (x509.CertificateBuilder().subject_name(_name("Entry CA")).issuer_name(_name("Entry CA"))
-          .public_key(key.public_key()).serial_number(1).not_valid_before(NOW - dt.timedelta(days=1))
-          .not_valid_after(NOW + dt.timedelta(days=100))
-          .add_extension(x509.BasicConstraints(True, None), True)
-          .add_extension(x509.KeyUsage(True, False, False, False, False, True, True, False, False), True)
-          .add_extension(x509.SubjectKeyIdentifier.from_public_key(key.public_key()), False)
-          .sign(key, hashes.SHA256()))
-    leaf_key = ec.generate_private_key(ec.SECP256R1())
-    leaf = (x509.CertificateBuilder().subject_name(_name("leaf.test")).issuer_name(ca.subject)
-            .public_key(leaf_key.public_key()).serial_number(0x1000).not_valid_before(NOW - dt.timedelta(days=1))
-            .not_valid_after(NOW + dt.timedelta(days=30))
-            .add_extension(x509.AuthorityKeyIdentifier.from_issuer_public_key(key.public_key()), False)
-            .sign(key, hashes.SHA256()))
-    (where / "leaf.pem").write_bytes(_pem(leaf))
-    return where, ca, key
 
 
 def _crl_with_entries(ca, key, entries: list) -> bytes:
@@ -62,6 +31,14 @@ def _crl_with_entries(ca, key, entries: list) -> bytes:
             entry = entry.add_extension(value, critical)
         builder = builder.add_revoked_certificate(entry.build())
     return _pem(builder.sign(key, hashes.SHA256()))
+
+
+def _inspected(path, home) -> tuple[str, dict]:
+    """inspect's text of ``path`` and the CRL item of its --json."""
+    env = certkit_env(HOME=str(home))
+    report = json.loads(run_certkit("inspect", path, "--json", env=env, check=True).stdout)
+    return run_certkit("inspect", path, env=env, check=True).stdout, next(i for i in report["items"]
+                                                                            if i["type"] == "crl")
 
 
 _PRIVATE = x509.UnrecognizedExtension(x509.ObjectIdentifier("1.2.3.4.5"), b"\x05\x00")
@@ -81,7 +58,7 @@ ENTRY_CASES = {
 
 
 @pytest.mark.parametrize("case", list(ENTRY_CASES))
-def test_a_crl_entry_with_a_critical_extension_is_said_to_make_the_crl_unusable(crl_ca, case: str) -> None:
+def test_a_crl_entry_with_a_critical_extension_is_said_to_make_the_crl_unusable(crl_ca, case: str) -> None:  # noqa: F811
     """A CRL entry extension marked critical (a private one, even a reasonCode or invalidityDate) makes OpenSSL
     refuse every certificate of the CA, the leaf it does not list too: openssl verify -crl_check says 'unhandled
     critical CRL extension' (x_crl.c: only certificateIssuer may be critical in an entry). inspect said nothing,
@@ -90,12 +67,9 @@ def test_a_crl_entry_with_a_critical_extension_is_said_to_make_the_crl_unusable(
     entries, inspect_says = ENTRY_CASES[case]
     both = where / f"{case}.pem"  # the CA and its CRL in one file, as -CAfile (and nginx's ssl_crl beside it) take
     both.write_bytes(_pem(ca) + _crl_with_entries(ca, key, entries))
-    peer = subprocess.run(["openssl", "verify", "-crl_check", "-CAfile", both, where / "leaf.pem"],
-                          capture_output=True, text=True)
-    env = certkit_env(HOME=str(where))
-    text = run_certkit("inspect", both, env=env, check=True).stdout
-    [item] = [i for i in json.loads(run_certkit("inspect", both, "--json", env=env, check=True).stdout)["items"]
-              if i["type"] == "crl"]
+    peer = openssl("verify", "-crl_check", "-CAfile", both, where / "leaf.pem")
+    peer.stdout, peer.stderr = peer.stdout.decode(), peer.stderr.decode()
+    text, item = _inspected(both, where)
     assert item["signature"].startswith("valid"), item
     if inspect_says is None:
         assert peer.returncode == 0, peer.stdout + peer.stderr
@@ -108,7 +82,7 @@ def test_a_crl_entry_with_a_critical_extension_is_said_to_make_the_crl_unusable(
     assert f"  NOT USABLE    {inspect_says}" in text, text
 
 
-def test_inspect_says_a_crl_entrys_invalidity_date_and_reason_as_openssl_crl_does(crl_ca) -> None:
+def test_inspect_says_a_crl_entrys_invalidity_date_and_reason_as_openssl_crl_does(crl_ca) -> None:  # noqa: F811
     """openssl crl -text shows an entry's invalidityDate (when the key was compromised, which RFC 5280 5.3.2 lets
     be earlier than the revocation date) and reads reason 8 as 'Remove From CRL'. inspect showed no invalidity
     date at all, in the text or --json, and spelled reason 8 'removeFromCrl', RFC 5280's name being
@@ -150,7 +124,7 @@ def test_inspect_says_a_crl_entrys_invalidity_date_and_reason_as_openssl_crl_doe
 
 
 @pytest.mark.parametrize("with_ca", [False, True])
-def test_a_crl_whose_entry_reason_is_damaged_is_said_to_be_a_damaged_crl(crl_ca, with_ca: bool) -> None:
+def test_a_crl_whose_entry_reason_is_damaged_is_said_to_be_a_damaged_crl(crl_ca, with_ca: bool) -> None:  # noqa: F811
     """A CRL entry whose reasonCode is no ENUMERATED (an empty SEQUENCE: openssl crl -text prints its reason as
     '0.', openssl verify -crl_check uses the CRL) was 'X holds a damaged certificate or CSR: ...', of a file that
     holds a CRL (and, beside it, a certificate that is whole). It is now said to be a damaged CRL, in one line."""
