@@ -238,3 +238,40 @@ def test_a_crl_is_not_written_under_a_name_of_the_other_encoding(ca_dir, ca_env,
     run_certkit("crl", *flags, "--out", right, env=ca_env, check=True)
     read = openssl("crl", "-in", str(right), "-inform", "DER" if der else "PEM", "-noout", "-crlnumber")
     assert read.returncode == 0 and "crlNumber=0x01" in read.stdout.decode(), read  # the refusal took no number
+
+
+def test_a_compromised_keys_later_certificates_are_not_revoked_before_they_existed(ca_dir, tmp_path) -> None:
+    """ca.revoke(serial, "keyCompromise", when=T) revokes every certificate of that key, and dated each at T, also one
+    issued after T (its notBefore later): list and the CRL said it was revoked before it existed, which revoke
+    refuses for the certificate it is given ('cannot be revoked before it existed'). Each is now dated T or, if
+    later, its own notBefore (one not valid yet: now); the one given stays at T. openssl crl -text reads the dates."""
+    import time
+
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from certkit.store import CADirectory
+
+    from conftest import PASSPHRASE
+
+    ca = CADirectory(ca_dir).open()
+    ca.unlock(PASSPHRASE.encode())
+    key = ec.generate_private_key(ec.SECP256R1())
+    first = ca.issue_server(["first.test"], key=key)
+    time.sleep(2)
+    later = ca.issue_server(["later.test"], key=key)
+    ahead = ca.issue_server(["ahead.test"], key=key, not_before=NOW + dt.timedelta(days=2))
+    when = first.cert.not_valid_before_utc
+    assert later.cert.not_valid_before_utc > when
+    row = ca.revoke(first.serial_hex, "keyCompromise", when=when)
+    assert sorted(row["also_revoked"]) == sorted([later.serial_hex, ahead.serial_hex]), row
+    dates = {s: ca.inventory.get(s)["revoked_at"] for s in (first.serial_hex, later.serial_hex, ahead.serial_hex)}
+    stamp = "%Y-%m-%dT%H:%M:%SZ"
+    assert dates[first.serial_hex] == when.strftime(stamp), dates
+    assert dates[later.serial_hex] == later.cert.not_valid_before_utc.strftime(stamp), dates
+    assert when.strftime(stamp) < dates[ahead.serial_hex] <= dt.datetime.now(dt.UTC).strftime(stamp), dates
+    crl = tmp_path / "crl.pem"
+    crl.write_bytes(_pem(ca.crl()))
+    told = openssl("crl", "-in", crl, "-noout", "-text").stdout.decode()
+    for issued in (first, later):
+        at = (issued.cert.not_valid_before_utc if issued is later else when).strftime("%b %e %H:%M:%S %Y GMT")
+        assert f"Serial Number: {issued.serial_hex}\n        Revocation Date: {at}" in told, (at, told)

@@ -53,14 +53,25 @@ def revoke(inventory: Inventory, serial: str, reason: str, when: dt.datetime | N
         from certkit.inventory.compromise import same_key
 
         sharers, unchecked = same_key(tx, serial) if reason == KEY_COMPROMISE else ([], [])
-        for other in sharers:
+        for other in sharers:  # dated when the key was compromised, or, for one issued later, its notBefore
             tx.execute("UPDATE certificates SET status = 'revoked', revoked_at = ?, revocation_reason = ?"
-                       " WHERE serial = ?", (iso(when), reason, other))
+                       " WHERE serial = ?", (iso(max(when, _born(tx, other, when))), reason, other))
     row = inventory.get(serial)
     # In the words of `certkit revoke --json`: the serials alone; unchecked_rows also says why each is
     row["also_revoked"], row["unchecked"], row["unchecked_rows"] = sharers, [s for s, _ in unchecked], unchecked
     row["reason_was"] = found[2] if upgrade else None
     return row
+
+
+def _born(tx, serial: str, when: dt.datetime) -> dt.datetime:
+    """The notBefore the row of ``serial`` records, if it has come (``when`` if it cannot be read): a certificate of a
+    compromised key issued after ``when`` is revoked from its start, as no certificate is revoked before it existed
+    (nor in the future: one not valid yet is revoked now)."""
+    try:
+        born = parse_iso(tx.execute("SELECT not_before FROM certificates WHERE serial = ?", (serial,)).fetchone()[0])
+    except (ValueError, TypeError):
+        return when
+    return min(born, dt.datetime.now(dt.UTC))
 
 
 def revoked(inventory: Inventory) -> list[tuple[str, dt.datetime, str]]:
