@@ -89,13 +89,30 @@ def refuse_folder_without_cert(inventory: "Inventory", path: Path, what: str, al
     cert_path = path / CERT_FILE
     if (path / store.CERT_FILE).is_file() and any(
             (path / n).exists() for n in (store.KEY_FILE, store.CONFIG_FILE, store.INVENTORY_FILE)):
-        revoke = ("" if allow_names else f" To revoke that CA, revoke its certificate "
-                  f"{shown(path / store.CERT_FILE)} with --ca-dir naming the CA above it.")
+        revoke = "" if allow_names else _revoking_a_ca_dir(inventory, path / store.CERT_FILE)
         raise UnknownCertificate(f"The folder {shown(path)} is a CA directory, not a certificate bundle; "
                                  f"give {what} of a certificate this CA issued.{revoke}")
     none = f"{shown(cert_path)} is {file_kind_text(cert_path)}" if os.path.lexists(cert_path) else \
         f"The folder {shown(path)} holds no cert.pem"
     raise UnknownCertificate(f"{none}; give {what}." + recorded_hint(inventory, path, renewing=allow_names))
+
+
+def _revoking_a_ca_dir(inventory: "Inventory", ca_pem: Path) -> str:
+    """How to revoke the CA whose directory was given to revoke: by its ca.pem, at this CA when this CA issued it
+    (an intermediate given to its parent's revoke), else at the CA above it."""
+    from cryptography import x509
+
+    from certkit.errors import parse_errors
+
+    try:
+        cert = x509.load_pem_x509_certificate(ca_pem.read_bytes())
+        ours = inventory.certificate(serial_hex(cert.serial_number)) == cert
+    except (OSError, ValueError, UnknownCertificate, *parse_errors()):
+        ours = False
+    if ours:
+        return (f" This CA issued that CA's certificate: to revoke it, give its certificate, {shown(ca_pem)} (or its "
+                f"serial, {serial_hex(cert.serial_number)}), with this same CA.")
+    return f" To revoke that CA, revoke its certificate {shown(ca_pem)} with --ca-dir naming the CA above it."
 
 
 def many_in_a_file(path: Path, kind: str, certs: list["x509.Certificate"], *, renewing: bool) -> str:

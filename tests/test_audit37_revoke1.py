@@ -275,3 +275,42 @@ def test_a_compromised_keys_later_certificates_are_not_revoked_before_they_exist
     for issued in (first, later):
         at = (issued.cert.not_valid_before_utc if issued is later else when).strftime("%b %e %H:%M:%S %Y GMT")
         assert f"Serial Number: {issued.serial_hex}\n        Revocation Date: {at}" in told, (at, told)
+
+
+def test_an_intermediates_directory_given_to_its_parents_revoke_names_the_command_that_works(tmp_path) -> None:
+    """certkit revoke --ca-dir root issuing (the intermediate's CA directory, given to the CA above it) was told
+    'To revoke that CA, revoke its certificate issuing/ca.pem with --ca-dir naming the CA above it', which is the
+    --ca-dir given: it read as if root were the wrong CA. When this CA issued that CA's certificate, the refusal
+    now says to give its ca.pem (or serial) to this same CA; that works, and the root's CRL then lists it, so
+    openssl verify -crl_check_all refuses the intermediate's leaf. A CA directory this CA did not issue (its
+    own, or the intermediate's given to itself) is said as before; nothing is revoked by a refusal."""
+    from conftest import PASSPHRASE, new_ca
+
+    root = new_ca(tmp_path, "Revoke Root")
+    issuing = tmp_path / "issuing"
+    env = {**root, "CERTKIT_PARENT_CA_PASSPHRASE": PASSPHRASE}
+    run_certkit("init-ca", "--ca-dir", issuing, "--parent-ca-dir", tmp_path / "ca", "--name", "Revoke Issuing",
+                env=env, check=True)
+    run_certkit("issue-server", "leaf.test", "--ca-dir", issuing, "--out", tmp_path / "leaf", env=root, check=True)
+    from certkit.vocabulary import serial_hex
+
+    serial = serial_hex(x509.load_pem_x509_certificate((issuing / "ca.pem").read_bytes()).serial_number)
+    proc = run_certkit("revoke", "--ca-dir", tmp_path / "ca", issuing, "--reason", "cACompromise", env=root)
+    assert proc.returncode == 1 and len(proc.stderr.splitlines()) == 1, proc.stderr
+    assert (f"This CA issued that CA's certificate: to revoke it, give its certificate, {issuing / 'ca.pem'} (or "
+            f"its serial, {serial}), with this same CA.") in proc.stderr, proc.stderr
+    assert "naming the CA above it" not in proc.stderr, proc.stderr
+    for ca_dir, folder in ((issuing, issuing), (tmp_path / "ca", tmp_path / "ca")):  # no CA of theirs: as before
+        other = run_certkit("revoke", "--ca-dir", ca_dir, folder, env=root)
+        assert other.returncode == 1 and "with --ca-dir naming the CA above it" in other.stderr, other.stderr
+    listed = json.loads(run_certkit("list", "--ca-dir", tmp_path / "ca", "--json", env=root, check=True).stdout)
+    assert [c["status"] for c in listed["certificates"]] == ["valid"], listed  # the refusals revoked nothing
+    run_certkit("revoke", "--ca-dir", tmp_path / "ca", issuing / "ca.pem", "--reason", "cACompromise", env=root,
+                check=True)
+    for ca_dir, name in ((tmp_path / "ca", "root.crl"), (issuing, "issuing.crl")):
+        run_certkit("crl", "--ca-dir", ca_dir, "--out", tmp_path / name, env=root, check=True)
+    crls = tmp_path / "crls.pem"
+    crls.write_bytes((tmp_path / "root.crl").read_bytes() + (tmp_path / "issuing.crl").read_bytes())
+    peer = openssl("verify", "-crl_check_all", "-CAfile", tmp_path / "ca" / "ca.pem", "-untrusted",
+                   issuing / "ca.pem", "-CRLfile", crls, tmp_path / "leaf" / "cert.pem")
+    assert peer.returncode != 0 and b"error 23 at 1 depth lookup: certificate revoked" in peer.stdout + peer.stderr

@@ -189,8 +189,8 @@ def test_revoke_says_what_it_was_given(fleet, ca_env, ca_dir, tmp_path):
                 "--name", "Issuing 6", env=ca_env, check=True)
     folder = run_certkit("revoke", tmp_path / "i6", env=ca_env)
     assert_clean_error(folder, "is a CA directory, not a certificate bundle; give a bundle folder or a serial of a "
-                               f"certificate this CA issued. To revoke that CA, revoke its certificate "
-                               f"{tmp_path / 'i6' / 'ca.pem'} with --ca-dir naming the CA above it.")
+                               "certificate this CA issued. This CA issued that CA's certificate: to revoke it, give "
+                               f"its certificate, {tmp_path / 'i6' / 'ca.pem'} (or its serial, ")  # its own parent
     assert "or a name" not in folder.stderr
     itself = run_certkit("revoke", "--ca-dir", tmp_path / "i6", tmp_path / "i6" / "ca.pem", env=ca_env)
     assert_clean_error(itself, "is this CA's own certificate, not one it issued: an intermediate CA is revoked by "
