@@ -167,13 +167,9 @@ def _lines_said(message: str) -> set[int]:
     return lines
 
 
-@pytest.mark.parametrize("fmt", ("jsonl", "k8s"))
-@pytest.mark.parametrize("jobs", ("1", "2"))
-def test_an_interrupted_batch_names_the_lines_it_wrote_to_standard_output(tmp_path, ca_env, ca_dir, fmt, jobs):
-    """3. Interrupted while writing to standard output, a batch said "Rerun the manifest's remaining lines". With
-    --jobs 2 the chunks reach the stream as they are finished (lines 502-1001 before 2-501), so the lines after
-    the last one written are not those left to do. It now names the manifest lines it wrote, and exactly those
-    reached the reader."""
+def interrupted_into_stdout(tmp_path, ca_env, fmt: str, jobs: str) -> tuple[bytes, str]:
+    """A 300-line batch (chunks of 5) into standard output, stopped by Ctrl-C once writing has begun: what the
+    reader got, and the batch's standard error (exit 130, no traceback)."""
     import signal
     import time
 
@@ -182,12 +178,23 @@ def test_an_interrupted_batch_names_the_lines_it_wrote_to_standard_output(tmp_pa
     env = {**ca_env, "CERTKIT_TEST_CHUNK_SIZE": "5"}
     proc = subprocess.Popen([sys.executable, "-m", "certkit", "issue-batch", manifest, "--format", fmt,
                              "--jobs", jobs], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, bufsize=0)
-    first = proc.stdout.read(1)  # writing has begun; unread, the pipe fills and the writers wait on it
+    first = proc.stdout.read(1)  # writing has begun; unread, the pipe fills and its writer waits on it
     time.sleep(1.5)
     proc.send_signal(signal.SIGINT)
     out, err = proc.communicate(timeout=120)
     out, err = first + out, err.decode()
     assert proc.returncode == 130 and "Traceback" not in err, err
+    return out, err
+
+
+@pytest.mark.parametrize("fmt", ("jsonl", "k8s"))
+@pytest.mark.parametrize("jobs", ("1", "2"))
+def test_an_interrupted_batch_names_the_lines_it_wrote_to_standard_output(tmp_path, ca_env, ca_dir, fmt, jobs):
+    """3. Interrupted while writing to standard output, a batch said "Rerun the manifest's remaining lines". With
+    --jobs 2 the chunks reach the stream as they are finished (lines 502-1001 before 2-501), so the lines after
+    the last one written are not those left to do. It now names the manifest lines it wrote, and exactly those
+    reached the reader."""
+    out, err = interrupted_into_stdout(tmp_path, ca_env, fmt, jobs)
     assert err.startswith("Error: The batch was interrupted after ") and len(err.splitlines()) == 1, err
     assert "Rerun its other lines." in err and "remaining lines" not in err, err
     if fmt == "jsonl":

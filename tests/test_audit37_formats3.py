@@ -22,18 +22,12 @@ import sys
 import tarfile
 
 import pytest
+from test_audit27_formats import _csr
+from test_audit35_formats2 import interrupted_into_stdout
 
 from conftest import assert_clean_error, require, run_certkit
 
 FORMATS = ("jsonl", "k8s", "tar")
-
-
-def _csr(tmp_path, cn: str):
-    """A CSR made by openssl (its key beside it), as a requester makes one."""
-    subprocess.run([require("openssl"), "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
-                    "-nodes", "-keyout", tmp_path / "k.pem", "-subj", f"/CN={cn}", "-out", tmp_path / "r.csr"],
-                   capture_output=True, check=True, timeout=60)
-    return tmp_path / "r.csr"
 
 
 def _commands(tmp_path, fmt: str) -> list[tuple]:
@@ -154,20 +148,7 @@ def test_a_batch_writes_its_records_in_manifest_order_whatever_jobs(tmp_path, ca
 def test_an_interrupted_parallel_batch_wrote_the_first_lines_and_left_nothing_pending(tmp_path, ca_env, ca_dir, fmt):
     """Into standard output with --jobs 2, stopped by Ctrl-C: what the reader got is the manifest's first lines, as
     the message says; the chunks that were waiting for their turn are abandoned (never written), none pending."""
-    import signal
-    import time
-
-    manifest = tmp_path / "fleet.csv"
-    manifest.write_text("kind,names\n# the fleet\n" + "".join(f"server,h{n}.example\n" for n in range(300)))
-    env = {**ca_env, "CERTKIT_TEST_CHUNK_SIZE": "5"}
-    proc = subprocess.Popen([sys.executable, "-m", "certkit", "issue-batch", manifest, "--format", fmt,
-                             "--jobs", "2"], stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env, bufsize=0)
-    first = proc.stdout.read(1)  # writing has begun; unread, the pipe fills and the parent waits on it
-    time.sleep(1.5)
-    proc.send_signal(signal.SIGINT)
-    out, err = proc.communicate(timeout=120)
-    out, err = first + out, err.decode()
-    assert proc.returncode == 130 and "Traceback" not in err, err
+    out, err = interrupted_into_stdout(tmp_path, ca_env, fmt, "2")
     names = _names_in(fmt, out)
     assert 0 < len(names) < 300
     assert names == [f"h{n}.example" for n in range(len(names))]  # the first lines, in order
