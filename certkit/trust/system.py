@@ -150,7 +150,8 @@ class SystemStore(Store):
             held = self._holding(fingerprint, bundle, hashed, by="")
             where = Path(held)
             entry = Found(where.name if where.parent == self.layout.anchors else held, fingerprint,
-                          cert.subject.rfc4514_string(), cert.not_valid_after_utc, ours=False, key=key_id(cert))
+                          cert.subject.rfc4514_string(), cert.not_valid_after_utc, ours=False,
+                          key=anchor.public_key_sha256)  # the same key: just compared
             entry.remove_with = self.removal(entry) if where.parent == self.layout.anchors else None
             found.append(entry)
         return found
